@@ -1,0 +1,59 @@
+# aisaas — `make help` lists the targets. Everything runs from .venv (created on first use).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint fmt migrate seed services-up services-down services-status shell clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with dev tools
+
+run: $(STAMP) ## Start everything: embedded Postgres+Redis, migrate, seed demo, web+worker+beat (Ctrl-C stops)
+	$(BIN)/python -m aisaas.devstack run --port $(PORT)
+
+test: $(STAMP) ## Run the test suite on its own embedded services (safe while `make run` is up)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DJANGO_SETTINGS_MODULE=aisaas.settings.test $(BIN)/mypy .
+
+fmt: $(STAMP) ## Format and autofix with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrate: $(STAMP) ## Apply migrations to the public schema and every workspace schema
+	$(BIN)/python manage.py migrate_schemas
+
+seed: $(STAMP) ## Create the demo workspaces and users (idempotent)
+	$(BIN)/python manage.py seed_demo
+
+services-up: $(STAMP) ## Start the embedded Postgres and Redis of the dev profile
+	$(BIN)/python -m aisaas.devstack up
+
+services-down: $(STAMP) ## Stop the embedded services (dev and test profiles)
+	$(BIN)/python -m aisaas.devstack down
+	$(BIN)/python -m aisaas.devstack down --profile test
+
+services-status: $(STAMP) ## Show whether the embedded services run
+	$(BIN)/python -m aisaas.devstack status
+	$(BIN)/python -m aisaas.devstack status --profile test
+
+shell: $(STAMP) ## Django shell on the dev services
+	$(BIN)/python manage.py shell
+
+clean: services-down ## Stop services and delete .data (all local data!) and caches
+	rm -rf .data staticfiles .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,30 @@
+"""One ASGI app for HTTP and WebSocket, served by daphne.
+
+WebSockets pass, in order: same-origin check, workspace resolution from the Host header, session
+authentication, then the URL router; consumers check membership themselves.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aisaas.settings.local")
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from aisaas.bootstrap import ensure_services  # noqa: E402
+from aisaas.routing import websocket_urlpatterns  # noqa: E402
+from apps.common.channels import SameOriginValidator, WorkspaceScopeMiddleware  # noqa: E402
+
+ensure_services()
+
+application = ProtocolTypeRouter({
+    "http": django_asgi_app,
+    "websocket": SameOriginValidator(
+        WorkspaceScopeMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+    ),
+})

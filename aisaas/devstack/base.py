@@ -1,0 +1,86 @@
+"""Shared pieces of the embedded service manager: errors, locking, port probes."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+
+
+class DevstackError(RuntimeError):
+    """An embedded service cannot start or stop; the message says what to do."""
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Serialise start/stop across processes (web, worker and beat may start together)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def port_accepts(host: str, port: int, timeout: float = 0.3) -> bool:
+    """True when something listens on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        return sock.connect_ex((host, port)) == 0
+
+
+def pid_alive(pid: int | None, name_contains: str) -> bool:
+    """True when `pid` is a live process whose name contains `name_contains`."""
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE and (
+            name_contains in proc.name() or name_contains in " ".join(proc.cmdline())
+        )
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def read_pid(path: Path) -> int | None:
+    """The first line of a pid file as an int, or None."""
+    try:
+        first = path.read_text().splitlines()[0].strip()
+        return int(first)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0.1) -> bool:
+    """Poll `check` until it is true or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def ensure_traversable(path: Path) -> None:
+    """Let another OS user reach `path` (the postgres server runs as its own user when we are root)."""
+    for parent in [path, *path.parents]:
+        if parent == Path("/"):
+            break
+        mode = parent.stat().st_mode
+        if mode & 0o011 != 0o011:
+            os.chmod(parent, mode | 0o011)

@@ -1,0 +1,209 @@
+"""Settings shared by every environment. Values come from `aisaas.env` (environment + .env)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from aisaas.env import BASE_DIR, database_url, embedded_services, env, redis_url
+
+SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-change-me")
+DEBUG = env.bool("DEBUG", default=False)
+
+# SITE_URL is the public host; workspaces live at <slug>.<its host>, on the same scheme and port.
+SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
+_site = urlsplit(SITE_URL)
+SITE_SCHEME = _site.scheme
+BASE_DOMAIN = _site.hostname or "localhost"
+SITE_PORT = _site.port
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[BASE_DOMAIN, f".{BASE_DOMAIN}", "127.0.0.1"])
+# Hosts that serve the public schema (landing, sign-up, admin, API); any other host must be a
+# workspace Domain or it answers 404.
+PUBLIC_HOSTS = [BASE_DOMAIN, f"www.{BASE_DOMAIN}", "127.0.0.1"]
+_any_port = f":{SITE_PORT}" if SITE_PORT else ""
+CSRF_TRUSTED_ORIGINS = [
+    f"{SITE_SCHEME}://{BASE_DOMAIN}{_any_port}",
+    f"{SITE_SCHEME}://*.{BASE_DOMAIN}{_any_port}",
+]
+
+# Embedded servers this process may need to start (empty when both URLs are configured).
+EMBEDDED_SERVICES = embedded_services()
+REDIS_URL = redis_url()
+
+# --- apps: DESIGN §3 -----------------------------------------------------------------------
+SHARED_APPS = [
+    "django_tenants",
+    "daphne",
+    "apps.common",
+    "apps.workspaces",
+    "apps.traces",
+    "apps.billing",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.admin",
+    "django.contrib.humanize",
+    "allauth",
+    "allauth.account",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "django_celery_beat",
+    "channels",
+]
+TENANT_APPS = [
+    "apps.llm",
+    "apps.agents",
+    "apps.rag",
+    "apps.approvals",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "workspaces.Workspace"
+TENANT_DOMAIN_MODEL = "workspaces.Domain"
+PUBLIC_SCHEMA_URLCONF = "aisaas.urls_public"
+ROOT_URLCONF = "aisaas.urls"
+AUTH_USER_MODEL = "workspaces.User"
+
+MIDDLEWARE = [
+    "apps.workspaces.middleware.WorkspaceHostMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "django_structlog.middlewares.RequestMiddleware",
+    "apps.workspaces.middleware.WorkspaceMembershipMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "apps.workspaces.context_processors.workspace",
+            ],
+        },
+    },
+]
+
+ASGI_APPLICATION = "aisaas.asgi.application"
+
+# --- data -----------------------------------------------------------------------------------
+DATABASES = {"default": env.db_url_config(database_url())}
+DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        # Cache keys start with the schema name (DESIGN §3): no entry crosses workspaces.
+        "KEY_FUNCTION": "django_tenants.cache.make_key",
+        "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
+    }
+}
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# Unset: each host keeps its own session. In production set it to ".<BASE_DOMAIN>" to share
+# the login between the public host and workspace hosts.
+SESSION_COOKIE_DOMAIN = env.str("SESSION_COOKIE_DOMAIN", default="") or None
+CSRF_COOKIE_DOMAIN = SESSION_COOKIE_DOMAIN
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "aisaas:channels"},
+    }
+}
+
+# --- Celery (tenant-schemas-celery carries the sender's schema in every task) --------------
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+
+# --- auth (django-allauth; email is the login) ----------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = env.str("ACCOUNT_EMAIL_VERIFICATION", default="optional")
+ACCOUNT_ADAPTER = "apps.workspaces.adapters.AccountAdapter"
+ACCOUNT_FORMS = {"signup": "apps.workspaces.forms.SignupForm"}
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_SESSION_REMEMBER = True
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "home"
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="aisaas <noreply@localhost>")
+INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=7)
+
+# --- API ------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "apps.common.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "aisaas API",
+    "DESCRIPTION": "OpenAI-compatible gateway and workspace APIs.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc assets served from our own static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- static, i18n ---------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- logging: structured (structlog via django-structlog) -----------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="console")  # console | json
+from aisaas.logging import configure_logging  # noqa: E402
+
+LOGGING = configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)
+DJANGO_STRUCTLOG_CELERY_ENABLED = True

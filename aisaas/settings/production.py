@@ -1,0 +1,17 @@
+"""Production: every external service is configured explicitly; nothing embedded starts."""
+
+from .base import *  # noqa: F403
+from .base import LOG_LEVEL, configure_logging, env
+
+DEBUG = False
+SECRET_KEY = env.str("SECRET_KEY")
+if not env.str("DATABASE_URL", default="") or not env.str("REDIS_URL", default=""):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("Production needs DATABASE_URL and REDIS_URL.")
+EMBEDDED_SERVICES = []
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+LOGGING = configure_logging(level=LOG_LEVEL, fmt=env.str("LOG_FORMAT", default="json"))

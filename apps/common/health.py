@@ -1,0 +1,66 @@
+"""Health of the parts the product needs: database, Redis, pgvector, Celery workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import redis
+from django.conf import settings
+from django.db import connection
+
+CELERY_PING_TIMEOUT = 1.0
+
+
+def check_db() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return "ok"
+
+
+def check_pgvector() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("the vector extension is not installed")
+    return str(row[0])
+
+
+def check_redis() -> str:
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        client.ping()
+    finally:
+        client.close()
+    return "ok"
+
+
+def check_celery() -> str:
+    from aisaas.celery import app
+
+    # limit=1: return as soon as one worker answers instead of waiting out the timeout.
+    replies = app.control.ping(timeout=CELERY_PING_TIMEOUT, limit=1)
+    if not replies:
+        raise RuntimeError("no worker answered")
+    return "ok"
+
+
+CHECKS: dict[str, Callable[[], str]] = {
+    "db": check_db,
+    "redis": check_redis,
+    "pgvector": check_pgvector,
+    "celery": check_celery,
+}
+
+
+def health_report() -> tuple[bool, dict[str, str]]:
+    """Run every check; a failing part reports `error: <why>` and makes the whole unhealthy."""
+    report: dict[str, str] = {}
+    healthy = True
+    for name, check in CHECKS.items():
+        try:
+            report[name] = check()
+        except Exception as exc:  # noqa: BLE001 - a health check reports any failure, it never raises
+            healthy = False
+            report[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+    return healthy, report

@@ -1,0 +1,48 @@
+"""Idempotent demo data: acme and globex, an owner and a member in each, support and finance staff."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+
+from apps.workspaces.models import Membership, Role, User, Workspace
+from apps.workspaces.services import workspace_create
+
+DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - printed on purpose: local demo data only
+WORKSPACES = {"acme": "Acme Inc.", "globex": "Globex Corporation"}
+STAFF = {"support": "support@aisaas.test", "finance": "finance@aisaas.test"}
+
+
+def _user(email: str, **extra: Any) -> User:
+    user = User.objects.filter(email=email).first()
+    if user is None:
+        user = User.objects.create_user(email, DEMO_PASSWORD, **extra)
+    return user
+
+
+class Command(BaseCommand):
+    help = "Create (or keep) the demo workspaces and users, then print URLs and logins."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        logins: list[tuple[str, str, str]] = []
+        for slug, name in WORKSPACES.items():
+            owner = _user(f"owner@{slug}.test", name=f"{name} Owner")
+            member = _user(f"member@{slug}.test", name=f"{name} Member")
+            workspace = Workspace.objects.filter(slug=slug).first() or workspace_create(
+                name=name, slug=slug, owner=owner
+            )
+            Membership.objects.get_or_create(workspace=workspace, user=member,
+                                             defaults={"role": Role.MEMBER})
+            logins += [(owner.email, "owner", workspace.url), (member.email, "member", workspace.url)]
+        admin = _user("admin@aisaas.test", is_staff=True, is_superuser=True)
+        logins.append((admin.email, "superuser", f"{settings.SITE_URL}/admin/"))
+        for group_name, email in STAFF.items():
+            staff = _user(email, is_staff=True)
+            staff.groups.add(Group.objects.get(name=group_name))
+            logins.append((staff.email, f"staff: {group_name}", f"{settings.SITE_URL}/admin/"))
+        self.stdout.write(self.style.SUCCESS("Demo data ready. Password for every login: " + DEMO_PASSWORD))
+        for email, role, where in logins:
+            self.stdout.write(f"  {email:<24} {role:<16} {where}")

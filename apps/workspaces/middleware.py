@@ -1,0 +1,57 @@
+"""Host routing and the membership gate.
+
+`WorkspaceHostMiddleware` picks the schema from the Host header: the public hosts get the public
+schema and URLconf; `<slug>.<BASE_DOMAIN>` gets that workspace; any other host answers 404.
+`WorkspaceMembershipMiddleware` then lets only members in: an anonymous visitor is sent to log in,
+anyone else who is not a member gets 404 on every URL (never 403, never another workspace).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import set_urlconf
+from django_tenants.middleware.main import TenantMainMiddleware
+
+from .selectors import membership_get
+
+# Paths an anonymous visitor of a workspace host may open: logging in, resetting a password.
+ANONYMOUS_PATHS = ("/accounts/", "/static/", "/healthz")
+
+
+class WorkspaceHostMiddleware(TenantMainMiddleware):
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        connection.set_schema_to_public()
+        hostname = self.hostname_from_request(request)
+        if hostname in settings.PUBLIC_HOSTS:
+            request.tenant = connection.tenant  # type: ignore[attr-defined]
+            request.workspace = None  # type: ignore[attr-defined]
+            request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
+            set_urlconf(request.urlconf)
+            return None
+        response = super().process_request(request)
+        request.workspace = request.tenant  # type: ignore[attr-defined]
+        return response
+
+
+class WorkspaceMembershipMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        workspace = getattr(request, "workspace", None)
+        request.membership = None  # type: ignore[attr-defined]
+        if workspace is not None:
+            if not request.user.is_authenticated:
+                if not request.path.startswith(ANONYMOUS_PATHS):
+                    return redirect_to_login(request.get_full_path())
+            elif request.path != "/healthz":
+                membership = membership_get(workspace=workspace, user=request.user)
+                if membership is None:
+                    raise Http404("No such page.")
+                request.membership = membership  # type: ignore[attr-defined]
+        return self.get_response(request)

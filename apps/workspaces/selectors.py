@@ -1,0 +1,54 @@
+"""Reads for workspaces and memberships. `access_*` gates answer 404 for missing and forbidden alike."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from .models import Invitation, Membership, User, Workspace, hash_token
+
+
+def workspace_list_for_user(*, user: User) -> QuerySet[Workspace]:
+    """The workspaces `user` is a member of, by name."""
+    return Workspace.objects.filter(memberships__user=user).order_by("name")
+
+
+def membership_get(*, workspace: Workspace, user: User) -> Membership | None:
+    if not user.is_authenticated:
+        return None
+    return Membership.objects.select_related("workspace", "user").filter(
+        workspace=workspace, user=user
+    ).first()
+
+
+def membership_list(*, workspace: Workspace) -> QuerySet[Membership]:
+    return Membership.objects.filter(workspace=workspace).select_related("user").order_by(
+        "user__email"
+    )
+
+
+def access_membership(*, workspace: Workspace, membership_id: int) -> Membership:
+    """A membership of `workspace` by id, or 404."""
+    found = membership_list(workspace=workspace).filter(pk=membership_id).first()
+    if found is None:
+        raise Http404("No such member.")
+    return found
+
+
+def invitation_list_open(*, workspace: Workspace) -> QuerySet[Invitation]:
+    return Invitation.objects.filter(
+        workspace=workspace, accepted_at__isnull=True, revoked_at__isnull=True
+    ).select_related("invited_by")
+
+
+def access_invitation(*, workspace: Workspace, invitation_id: int) -> Invitation:
+    found = Invitation.objects.filter(workspace=workspace, pk=invitation_id).first()
+    if found is None:
+        raise Http404("No such invitation.")
+    return found
+
+
+def invitation_by_token(*, token: str) -> Invitation | None:
+    return Invitation.objects.select_related("workspace", "invited_by").filter(
+        token_hash=hash_token(token)
+    ).first()

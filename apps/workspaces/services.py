@@ -1,0 +1,216 @@
+"""Writes for workspaces, memberships and invitations. Every function is keyword-only and atomic."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django_tenants.utils import schema_exists
+
+from apps.common.errors import ApplicationError, NotFoundError, PermissionDeniedError
+
+from .models import Domain, Invitation, Membership, Role, User, Workspace, hash_token
+from .validators import schema_name_for, validate_slug
+
+log = structlog.get_logger(__name__)
+
+
+def _check_slug(slug: str) -> None:
+    try:
+        validate_slug(slug)
+    except ValidationError as exc:
+        raise ApplicationError(exc.messages[0], field="slug") from exc
+    if Workspace.objects.filter(slug=slug).exists() or schema_exists(schema_name_for(slug)):
+        raise ApplicationError(f"The address “{slug}” is taken; choose another.", field="slug")
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ApplicationError("Give the workspace a name.", field="name")
+    if len(name) > 100:
+        raise ApplicationError("Use at most 100 characters for the name.", field="name")
+    return name
+
+
+def workspace_create(*, name: str, slug: str, owner: User) -> Workspace:
+    """Create a workspace, its schema, its domain and the owner's membership — all or nothing.
+
+    PostgreSQL DDL is transactional, so a failure at any step leaves no schema, row or membership.
+    """
+    name = _check_name(name)
+    slug = slug.strip()
+    _check_slug(slug)
+    try:
+        with transaction.atomic():
+            workspace = Workspace.objects.create(
+                name=name, slug=slug, schema_name=schema_name_for(slug), created_by=owner
+            )
+            Domain.objects.create(
+                tenant=workspace, domain=f"{slug}.{settings.BASE_DOMAIN}", is_primary=True
+            )
+            Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)
+            workspace.create_schema(check_if_exists=False, verbosity=0)
+    except IntegrityError as exc:
+        # Two sign-ups racing for one slug: the unique constraint decides, the loser is told.
+        raise ApplicationError(f"The address “{slug}” is taken; choose another.", field="slug") from exc
+    log.info("workspace.created", workspace=slug, owner_id=owner.pk)
+    return workspace
+
+
+def workspace_rename(*, workspace: Workspace, actor: Membership, name: str) -> Workspace:
+    """Change the display name (the slug, and so the host, stays)."""
+    _require_manager(actor)
+    workspace.name = _check_name(name)
+    workspace.save(update_fields=["name", "updated_at"])
+    return workspace
+
+
+def _require_manager(actor: Membership) -> None:
+    if not actor.can_manage:
+        raise PermissionDeniedError("Only owners and admins can manage this workspace.")
+
+
+def membership_change_role(*, actor: Membership, membership: Membership, role: str) -> Membership:
+    """Give a member another role. Only owners grant or take away ownership."""
+    _require_manager(actor)
+    if role not in Role.values:
+        raise ApplicationError(f"Unknown role “{role}”.", field="role")
+    if membership.workspace_id != actor.workspace_id:
+        raise NotFoundError("No such member.")
+    touches_owner = Role.OWNER in (role, membership.role)
+    if touches_owner and actor.role != Role.OWNER:
+        raise PermissionDeniedError("Only owners can grant or remove the owner role.")
+    with transaction.atomic():
+        locked = Membership.objects.select_for_update().get(pk=membership.pk)
+        if locked.role == Role.OWNER and role != Role.OWNER:
+            _ensure_another_owner(locked)
+        locked.role = role
+        locked.save(update_fields=["role", "updated_at"])
+    return locked
+
+
+def membership_remove(*, actor: Membership, membership: Membership) -> None:
+    """Remove a member (or leave, when actor and membership are the same person)."""
+    if membership.workspace_id != actor.workspace_id:
+        raise NotFoundError("No such member.")
+    if membership.pk != actor.pk:
+        _require_manager(actor)
+        if membership.role == Role.OWNER and actor.role != Role.OWNER:
+            raise PermissionDeniedError("Only owners can remove an owner.")
+    with transaction.atomic():
+        locked = Membership.objects.select_for_update().get(pk=membership.pk)
+        if locked.role == Role.OWNER:
+            _ensure_another_owner(locked)
+        locked.delete()
+
+
+def _ensure_another_owner(membership: Membership) -> None:
+    owners = Membership.objects.select_for_update().filter(
+        workspace_id=membership.workspace_id, role=Role.OWNER
+    )
+    if not owners.exclude(pk=membership.pk).exists():
+        raise ApplicationError("A workspace needs at least one owner; make someone else owner first.")
+
+
+def invitation_create(
+    *, actor: Membership, email: str, role: str = Role.MEMBER
+) -> tuple[Invitation, str]:
+    """Invite `email` with `role`; return the invitation and the one-time token for the link.
+
+    A new invitation replaces any earlier open one for the same address.
+    """
+    _require_manager(actor)
+    email = email.strip().lower()
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise ApplicationError("Enter a valid email address.", field="email") from exc
+    if role not in Role.values:
+        raise ApplicationError(f"Unknown role “{role}”.", field="role")
+    if role == Role.OWNER and actor.role != Role.OWNER:
+        raise PermissionDeniedError("Only owners can invite another owner.")
+    workspace = actor.workspace
+    if Membership.objects.filter(workspace=workspace, user__email__iexact=email).exists():
+        raise ApplicationError(f"{email} is already a member.", field="email")
+    token = secrets.token_urlsafe(32)
+    now = timezone.now()
+    with transaction.atomic():
+        Invitation.objects.filter(
+            workspace=workspace, email=email, accepted_at__isnull=True, revoked_at__isnull=True
+        ).update(revoked_at=now)
+        invitation = Invitation.objects.create(
+            workspace=workspace,
+            email=email,
+            role=role,
+            token_hash=hash_token(token),
+            invited_by=actor.user,
+            expires_at=now + timedelta(days=settings.INVITATION_TTL_DAYS),
+        )
+        link = invitation_url(token)
+        transaction.on_commit(lambda: _send_invitation(invitation, link))
+    return invitation, token
+
+
+def invitation_url(token: str) -> str:
+    port = f":{settings.SITE_PORT}" if settings.SITE_PORT else ""
+    return f"{settings.SITE_SCHEME}://{settings.BASE_DOMAIN}{port}/invitations/{token}/"
+
+
+def _send_invitation(invitation: Invitation, link: str) -> None:
+    context = {"invitation": invitation, "link": link}
+    send_mail(
+        subject=f"You are invited to {invitation.workspace.name}",
+        message=render_to_string("workspaces/email/invitation.txt", context),
+        from_email=None,
+        recipient_list=[invitation.email],
+    )
+
+
+def invitation_revoke(*, actor: Membership, invitation: Invitation) -> None:
+    _require_manager(actor)
+    if invitation.workspace_id != actor.workspace_id:
+        raise NotFoundError("No such invitation.")
+    Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
+def invitation_accept(*, token: str, user: User) -> Membership:
+    """Turn an invitation into a membership for `user`, exactly once."""
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update()
+            .select_related("workspace")
+            .filter(token_hash=hash_token(token))
+            .first()
+        )
+        if invitation is None:
+            raise NotFoundError("This invitation link is not valid.")
+        if invitation.accepted_at is not None:
+            raise ApplicationError("This invitation has already been used.")
+        if invitation.revoked_at is not None:
+            raise ApplicationError("This invitation was withdrawn; ask for a new one.")
+        if invitation.expires_at <= timezone.now():
+            raise ApplicationError("This invitation has expired; ask for a new one.")
+        if invitation.email.lower() != user.email.lower():
+            raise ApplicationError(
+                f"This invitation is for {invitation.email}; you are signed in as {user.email}."
+            )
+        membership, created = Membership.objects.get_or_create(
+            workspace=invitation.workspace, user=user, defaults={"role": invitation.role}
+        )
+        invitation.accepted_at = timezone.now()
+        invitation.accepted_by = user
+        invitation.save(update_fields=["accepted_at", "accepted_by", "updated_at"])
+    log.info("invitation.accepted", workspace=invitation.workspace.slug, user_id=user.pk,
+             already_member=not created)
+    return membership

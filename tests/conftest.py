@@ -1,0 +1,100 @@
+"""Session-wide test setup.
+
+Real services: the test profile's embedded PostgreSQL and Redis (own ports and data dirs, so
+`make test` runs while `make run` is up), started before Django connects and stopped at the end
+if this session started them. Two workspaces, `acme` and `globex`, are created once per session
+with named actors: `owner` and `member` of acme, and `outsider` (a member of globex only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from aisaas import devstack
+from apps.workspaces.models import Membership, Role, User, Workspace
+from apps.workspaces.services import workspace_create
+from tests.factories import UserFactory
+
+_started: list[devstack.Service] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    _started.extend(devstack.ensure_running(settings.EMBEDDED_SERVICES))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    devstack.stop(_started)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """After pytest-django created and migrated the test database, add the two workspaces."""
+    with django_db_blocker.unblock():
+        owner = UserFactory(email="owner@acme.test")
+        member = UserFactory(email="member@acme.test")
+        globex_owner = UserFactory(email="owner@globex.test")
+        outsider = UserFactory(email="outsider@globex.test")
+        acme = workspace_create(name="Acme", slug="acme", owner=owner)
+        globex = workspace_create(name="Globex", slug="globex", owner=globex_owner)
+        Membership.objects.create(workspace=acme, user=member, role=Role.MEMBER)
+        Membership.objects.create(workspace=globex, user=outsider, role=Role.MEMBER)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _public_schema_each_test() -> Iterator[None]:
+    """A request leaves the connection in its workspace schema; each test starts in public."""
+    connection.set_schema_to_public()
+    yield
+    connection.set_schema_to_public()
+
+
+@pytest.fixture
+def acme(db: None) -> Workspace:
+    return Workspace.objects.get(slug="acme")
+
+
+@pytest.fixture
+def globex(db: None) -> Workspace:
+    return Workspace.objects.get(slug="globex")
+
+
+@pytest.fixture
+def owner(db: None) -> User:
+    return User.objects.get(email="owner@acme.test")
+
+
+@pytest.fixture
+def member(db: None) -> User:
+    return User.objects.get(email="member@acme.test")
+
+
+@pytest.fixture
+def outsider(db: None) -> User:
+    """A member of globex, not of acme."""
+    return User.objects.get(email="outsider@globex.test")
+
+
+def host_client(host: str, user: User | None = None) -> Client:
+    client = Client(HTTP_HOST=host)
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def public_client() -> Client:
+    return host_client("localhost")
+
+
+@pytest.fixture
+def acme_client() -> Client:
+    """Anonymous client on acme.localhost."""
+    return host_client("acme.localhost")
