@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
+import psycopg
 import pytest
 from django.db import connection
 from django.test import Client
@@ -27,6 +29,18 @@ def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
     _started.extend(devstack.ensure_running(settings.EMBEDDED_SERVICES))
+    _drop_stale_test_databases(settings.DATABASES["default"])
+
+
+def _drop_stale_test_databases(db: dict[str, Any]) -> None:
+    """Drop test_aisaas_<pid> databases whose pytest process died before cleaning up."""
+    conninfo = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "dbname": "postgres"}
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        names = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'test_aisaas_%'")
+        for (name,) in names.fetchall():
+            pid = name.rsplit("_", 1)[1]
+            if pid.isdigit() and not psutil.pid_exists(int(pid)):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -36,14 +36,21 @@ def port_accepts(host: str, port: int, timeout: float = 0.3) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def pid_alive(pid: int | None, name_contains: str) -> bool:
-    """True when `pid` is a live process whose name contains `name_contains`."""
+def pid_alive(pid: int | None, name_contains: str, *, cwd: Path | None = None) -> bool:
+    """True when `pid` is a live process whose name contains `name_contains`.
+
+    With `cwd`, the process must also run in that directory: both servers chdir into their data
+    directory, so a stale pid file whose pid now belongs to another server never matches.
+    """
     if not pid:
         return False
     try:
         proc = psutil.Process(pid)
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE and (
-            name_contains in proc.name() or name_contains in " ".join(proc.cmdline())
+        return (
+            proc.is_running()
+            and proc.status() != psutil.STATUS_ZOMBIE
+            and (name_contains in proc.name() or name_contains in " ".join(proc.cmdline()))
+            and (cwd is None or Path(proc.cwd()) == cwd.resolve())
         )
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False

@@ -45,6 +45,8 @@ class EmbeddedPostgres:
     database: str = "aisaas"
     host: str = "127.0.0.1"
     user: str = "postgres"
+    # The variable that sets `port`, named in the error when the port is taken.
+    port_env: str = "AISAAS_PG_PORT"
 
     name = "postgres"
 
@@ -63,9 +65,12 @@ class EmbeddedPostgres:
     def _pid(self) -> int | None:
         return read_pid(self.data_dir / "postmaster.pid")
 
+    def _owns_pid(self) -> bool:
+        return pid_alive(self._pid(), "postgres", cwd=self.data_dir)
+
     def is_running(self) -> bool:
         """Our server (per its pid file) is alive and accepts connections."""
-        return pid_alive(self._pid(), "postgres") and port_accepts(self.host, self.port)
+        return self._owns_pid() and port_accepts(self.host, self.port)
 
     def start(self) -> bool:
         """Start the server unless it already runs; return True when this call started it."""
@@ -76,9 +81,10 @@ class EmbeddedPostgres:
             if port_accepts(self.host, self.port):
                 raise DevstackError(
                     f"Port {self.port} on {self.host} is taken by another process, so the embedded "
-                    f"PostgreSQL cannot start. Stop that process, set AISAAS_PG_PORT to a free port, "
+                    f"PostgreSQL cannot start. Stop that process, set {self.port_env} to a free port, "
                     f"or set DATABASE_URL to use an existing server."
                 )
+            self._prepare_dirs()
             self._init_cluster()
             self._pg_ctl_start()
             self._ensure_database()
@@ -87,9 +93,17 @@ class EmbeddedPostgres:
     def stop(self) -> bool:
         """Stop the server if it runs; return True when this call stopped it."""
         with file_lock(self._lock_path):
-            if not pid_alive(self._pid(), "postgres"):
+            if not self._owns_pid():
                 return False
-            self._run(["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop"])
+            try:
+                self._run(
+                    ["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop"]
+                )
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                raise DevstackError(
+                    f"PostgreSQL in {self.data_dir} did not stop:\n{_stderr(exc)}"
+                    f"Last log lines ({self.log_path}):\n{tail(self.log_path)}"
+                ) from exc
             return True
 
     def _server_user(self) -> str | None:
@@ -117,6 +131,20 @@ class EmbeddedPostgres:
             cwd=self.data_dir.parent,
         )
 
+    def _prepare_dirs(self) -> None:
+        """As root, let the server user reach its binaries and write its log, on every start.
+
+        Not only at initdb: a data directory restored or copied by root would otherwise fail
+        with no log at all.
+        """
+        user = self._server_user()
+        if not user:
+            return
+        ensure_traversable(_bin_dir().parent)
+        ensure_traversable(self.data_dir.parent)
+        record = pwd.getpwnam(user)
+        shutil.chown(self.data_dir.parent, record.pw_uid, record.pw_gid)
+
     def _init_cluster(self) -> None:
         if (self.data_dir / "PG_VERSION").exists():
             return
@@ -129,11 +157,8 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         user = self._server_user()
         if user:
-            ensure_traversable(_bin_dir().parent)
-            ensure_traversable(self.data_dir.parent)
             record = pwd.getpwnam(user)
-            for path in (self.data_dir.parent, self.data_dir):
-                shutil.chown(path, record.pw_uid, record.pw_gid)
+            shutil.chown(self.data_dir, record.pw_uid, record.pw_gid)
         self.data_dir.chmod(0o700)
         try:
             self._run(
@@ -158,20 +183,33 @@ class EmbeddedPostgres:
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             raise DevstackError(
                 f"PostgreSQL did not start from {self.data_dir}. If the data directory is "
-                f"corrupt, move it away or delete it (you lose its data). Last log lines "
-                f"({self.log_path}):\n{tail(self.log_path)}"
+                f"corrupt, move it away or delete it (you lose its data).\n{_stderr(exc)}"
+                f"Last log lines ({self.log_path}):\n{tail(self.log_path)}"
             ) from exc
         if not wait_until(self.is_running, timeout=15):
             raise DevstackError(f"PostgreSQL started but does not answer on port {self.port}.")
 
     def _ensure_database(self) -> None:
         admin = f"postgres://{self.user}@{self.host}:{self.port}/postgres"
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", [self.database]
-            ).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{self.database}"')
-        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
-            for ext in EXTENSIONS:
-                conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{ext}" SCHEMA public')
+        try:
+            with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", [self.database]
+                ).fetchone()
+                if not exists:
+                    conn.execute(f'CREATE DATABASE "{self.database}"')
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                for ext in EXTENSIONS:
+                    conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{ext}" SCHEMA public')
+        except psycopg.Error as exc:
+            raise DevstackError(
+                f"PostgreSQL on port {self.port} runs but cannot prepare database "
+                f"{self.database!r}: {exc}"
+            ) from exc
+
+
+def _stderr(exc: subprocess.CalledProcessError | subprocess.TimeoutExpired) -> str:
+    """What a failed pg_ctl printed (it names problems that never reach the server log)."""
+    output = exc.stderr or ""
+    text = output.decode(errors="replace") if isinstance(output, bytes) else output
+    return f"{text.strip()}\n" if text.strip() else ""

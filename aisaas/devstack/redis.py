@@ -26,6 +26,8 @@ class EmbeddedRedis:
     data_dir: Path
     port: int
     host: str = "127.0.0.1"
+    # The variable that sets `port`, named in the error when the port is taken.
+    port_env: str = "AISAAS_REDIS_PORT"
 
     name = "redis"
 
@@ -47,9 +49,17 @@ class EmbeddedRedis:
         except redis.RedisError:
             return False
 
+    def _owns(self, pid: int | None) -> bool:
+        return pid_alive(pid, "redis-server", cwd=self.data_dir)
+
+    def _died(self) -> bool:
+        """The server wrote its pid file, then exited (e.g. it could not load dump.rdb)."""
+        pid = read_pid(self._pid_path)
+        return pid is not None and not self._owns(pid)
+
     def is_running(self) -> bool:
         """Our server (per its pid file) is alive and answers PING."""
-        return pid_alive(read_pid(self._pid_path), "redis-server") and self._ping()
+        return self._owns(read_pid(self._pid_path)) and self._ping()
 
     def start(self) -> bool:
         """Start the server unless it already runs; return True when this call started it."""
@@ -59,7 +69,7 @@ class EmbeddedRedis:
             if port_accepts(self.host, self.port):
                 raise DevstackError(
                     f"Port {self.port} on {self.host} is taken by another process, so the embedded "
-                    f"Redis cannot start. Stop that process, set AISAAS_REDIS_PORT to a free port, "
+                    f"Redis cannot start. Stop that process, set {self.port_env} to a free port, "
                     f"or set REDIS_URL to use an existing server."
                 )
             self._pid_path.unlink(missing_ok=True)
@@ -78,8 +88,14 @@ class EmbeddedRedis:
             try:
                 subprocess.run(argv, check=True, capture_output=True, text=True, timeout=30)
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-                raise DevstackError(f"redis-server did not start:\n{tail(self.log_path)}") from exc
-            if not wait_until(self.is_running, timeout=15):
+                # Argument errors go to the terminal, not the log: show both.
+                output = f"{exc.stdout or ''}{exc.stderr or ''}".strip()
+                raise DevstackError(
+                    f"redis-server did not start:\n{output}\n{tail(self.log_path)}"
+                ) from exc
+            # Stop waiting as soon as the daemon died, rather than for the whole timeout.
+            wait_until(lambda: self.is_running() or self._died(), timeout=15)
+            if not self.is_running():
                 raise DevstackError(
                     f"redis-server started but does not answer on port {self.port}. "
                     f"If {self.data_dir}/dump.rdb is corrupt, delete it. Last log lines:\n"
@@ -91,7 +107,7 @@ class EmbeddedRedis:
         """Stop the server if it runs; return True when this call stopped it."""
         with file_lock(self.data_dir / ".lock"):
             pid = read_pid(self._pid_path)
-            if not pid or not pid_alive(pid, "redis-server"):
+            if pid is None or not self._owns(pid):
                 return False
             os.kill(pid, signal.SIGTERM)
             if not wait_until(lambda: not pid_alive(pid, "redis-server"), timeout=15):

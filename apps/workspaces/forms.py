@@ -16,7 +16,8 @@ from .models import Role, User, Workspace
 from .services import workspace_create
 from .validators import schema_name_for, validate_slug
 
-SLUG_HELP = "Lowercase letters, digits and hyphens, 3–40 characters: your address becomes <slug>.{domain}."
+SLUG_HELP = "Lowercase letters, digits and hyphens, 3–40 characters; it becomes your workspace's address."
+SLUG_WIDGET = forms.TextInput(attrs={"maxlength": 40, "autocapitalize": "none", "spellcheck": "false"})
 
 
 def clean_new_slug(value: str) -> str:
@@ -30,7 +31,8 @@ def clean_new_slug(value: str) -> str:
 
 class WorkspaceCreateForm(forms.Form):
     name = forms.CharField(max_length=100, label="Workspace name")
-    slug = forms.CharField(max_length=40, min_length=1, label="Address", help_text=SLUG_HELP)
+    # Length is checked by validate_slug, whose message states the whole rule.
+    slug = forms.CharField(label="Address", help_text=SLUG_HELP, widget=SLUG_WIDGET)
 
     def clean_slug(self) -> str:
         return clean_new_slug(self.cleaned_data["slug"])
@@ -43,8 +45,8 @@ class SignupForm(AllauthSignupForm):
         max_length=100, required=False, label="Workspace name",
         help_text="Leave both workspace fields empty if you were invited to one.",
     )
-    workspace_slug = forms.CharField(max_length=40, required=False, label="Workspace address",
-                                     help_text=SLUG_HELP)
+    workspace_slug = forms.CharField(required=False, label="Workspace address", help_text=SLUG_HELP,
+                                     widget=SLUG_WIDGET)
 
     def clean_workspace_slug(self) -> str:
         slug = self.cleaned_data.get("workspace_slug", "").strip()

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.common.errors import ApplicationError
+from apps.common.errors import ApplicationError, PermissionDeniedError
 
 from .forms import InviteForm, RenameForm, RoleForm, attach_error
 from .handoff import handoff_consume
@@ -71,6 +71,9 @@ def rename(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             workspace_rename(workspace=_workspace(request), actor=_actor(request), name=form.cleaned_data["name"])
+        except PermissionDeniedError as exc:
+            messages.error(request, exc.message)
+            return settings_page(request, status=403)
         except ApplicationError as exc:
             attach_error(form, exc)
         else:
@@ -87,6 +90,9 @@ def invite(request: HttpRequest) -> HttpResponse:
             invitation, _token = invitation_create(
                 actor=_actor(request), email=form.cleaned_data["email"], role=form.cleaned_data["role"]
             )
+        except PermissionDeniedError as exc:
+            messages.error(request, exc.message)
+            return settings_page(request, invite_form=form, status=403)
         except ApplicationError as exc:
             attach_error(form, exc)
         else:
