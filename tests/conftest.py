@@ -48,7 +48,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> None:
     """After pytest-django created and migrated the test database, add the two workspaces."""
     with django_db_blocker.unblock():
         owner = UserFactory(email="owner@acme.test")
@@ -59,7 +59,6 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[No
         globex = workspace_create(name="Globex", slug="globex", owner=globex_owner)
         Membership.objects.create(workspace=acme, user=member, role=Role.MEMBER)
         Membership.objects.create(workspace=globex, user=outsider, role=Role.MEMBER)
-    yield
 
 
 @pytest.fixture(autouse=True)

@@ -6,12 +6,16 @@ from .base import *  # noqa: F403
 from .base import DATABASES, STORAGES
 
 DEBUG = False
-SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105
+SECRET_KEY = "test-secret-key-not-for-production"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 WHITENOISE_USE_FINDERS = True
-STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
-STATIC_ROOT = None
+STORAGES = {
+    **STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# No collected static files in tests: WhiteNoise serves from the finders.
+STATIC_ROOT = None  # type: ignore[assignment]
 
 # One test database per pytest process, so concurrent runs on one machine never drop each
 # other's database; tests/conftest.py drops those of processes that no longer run.

@@ -13,7 +13,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from .errors import ApplicationError
 
 
-def error_body(message: str, *, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, *, type_: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "code": code, "param": param}}
 
 
@@ -47,8 +49,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         response.data = error_body(text, type_="invalid_request_error", code="invalid", param=param)
     else:
         assert isinstance(exc, exceptions.APIException)
-        type_ = "authentication_error" if response.status_code == status.HTTP_401_UNAUTHORIZED else (
-            "invalid_request_error"
+        type_ = (
+            "authentication_error"
+            if response.status_code == status.HTTP_401_UNAUTHORIZED
+            else ("invalid_request_error")
         )
         response.data = error_body(str(exc.detail), type_=type_, code=exc.default_code)
     return response

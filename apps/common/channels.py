@@ -18,7 +18,9 @@ from django_tenants.utils import get_public_schema_name, schema_context
 P = ParamSpec("P")
 T = TypeVar("T")
 Scope = dict[str, Any]
-ASGIApp = Callable[[Scope, Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Awaitable[None]]
+ASGIApp = Callable[
+    [Scope, Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Awaitable[None]
+]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -29,7 +31,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _hostname(host_header: str | None) -> str:
-    return (host_header or "").rsplit(":", 1)[0].lower() if host_header and not host_header.startswith("[") else ""
+    return (
+        (host_header or "").rsplit(":", 1)[0].lower()
+        if host_header and not host_header.startswith("[")
+        else ""
+    )
 
 
 async def _deny(send: Callable[..., Awaitable[Any]]) -> None:

@@ -15,7 +15,9 @@ class ApplicationError(Exception):
     status = 400
     code = "invalid_request"
 
-    def __init__(self, message: str, *, field: str | None = None, extra: dict[str, Any] | None = None):
+    def __init__(
+        self, message: str, *, field: str | None = None, extra: dict[str, Any] | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.field = field

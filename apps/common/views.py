@@ -25,7 +25,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @api_view(["GET"])
 @permission_classes([AllowAny])
 def api_root(request: Request) -> Response:
-    return Response({
-        "schema": request.build_absolute_uri(reverse("api_schema")),
-        "docs": request.build_absolute_uri(reverse("api_docs")),
-    })
+    return Response(
+        {
+            "schema": request.build_absolute_uri(reverse("api_schema")),
+            "docs": request.build_absolute_uri(reverse("api_docs")),
+        }
+    )

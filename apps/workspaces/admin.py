@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import ClassVar
-
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
@@ -9,7 +7,7 @@ from .models import Domain, Invitation, Membership, User, Workspace
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):  # type: ignore[type-arg]
+class UserAdmin(BaseUserAdmin):
     ordering = ("email",)
     list_display = ("email", "name", "is_staff", "is_active", "date_joined")
     search_fields = ("email", "name")
@@ -23,23 +21,23 @@ class UserAdmin(BaseUserAdmin):  # type: ignore[type-arg]
     list_filter = ("is_staff", "is_active", "groups")
 
 
-class DomainInline(admin.TabularInline):  # type: ignore[type-arg]
+class DomainInline(admin.TabularInline):
     model = Domain
     extra = 0
 
 
-class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
+class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
     raw_id_fields = ("user",)
 
 
 @admin.register(Workspace)
-class WorkspaceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class WorkspaceAdmin(admin.ModelAdmin):
     list_display = ("name", "slug", "schema_name", "created_at")
     search_fields = ("name", "slug")
     readonly_fields = ("schema_name", "slug", "created_by", "created_at")
-    inlines: ClassVar[list[type[admin.TabularInline]]] = [DomainInline, MembershipInline]  # type: ignore[type-arg]
+    inlines = (DomainInline, MembershipInline)
 
     def has_add_permission(self, request: object) -> bool:
         # Workspaces are created through workspace_create (schema, domain, owner together).
@@ -47,8 +45,16 @@ class WorkspaceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("email", "workspace", "role", "created_at", "expires_at", "accepted_at", "revoked_at")
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = (
+        "email",
+        "workspace",
+        "role",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+        "revoked_at",
+    )
     list_filter = ("role",)
     search_fields = ("email", "workspace__slug")
     exclude = ("token_hash",)

@@ -38,14 +38,17 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.group = workspace_group(workspace)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_json({"type": "hello", "workspace": workspace.slug, "role": membership.role})
+        await self.send_json(
+            {"type": "hello", "workspace": workspace.slug, "role": membership.role}
+        )
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None,
-                      **kwargs: Any) -> None:
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
         try:
             content = json.loads(text_data or "")
         except ValueError:
@@ -53,7 +56,10 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         if not isinstance(content, dict) or content.get("type") != "ping":
             await self.send_json(
-                {"type": "error", "message": 'Unknown message; this socket accepts {"type": "ping"}.'}
+                {
+                    "type": "error",
+                    "message": 'Unknown message; this socket accepts {"type": "ping"}.',
+                }
             )
             return
         await self.send_json({"type": "pong"})

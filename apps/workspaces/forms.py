@@ -16,8 +16,12 @@ from .models import Role, User, Workspace
 from .services import workspace_create
 from .validators import schema_name_for, validate_slug
 
-SLUG_HELP = "Lowercase letters, digits and hyphens, 3–40 characters; it becomes your workspace's address."
-SLUG_WIDGET = forms.TextInput(attrs={"maxlength": 40, "autocapitalize": "none", "spellcheck": "false"})
+SLUG_HELP = (
+    "Lowercase letters, digits and hyphens, 3–40 characters; it becomes your workspace's address."
+)
+SLUG_WIDGET = forms.TextInput(
+    attrs={"maxlength": 40, "autocapitalize": "none", "spellcheck": "false"}
+)
 
 
 def clean_new_slug(value: str) -> str:
@@ -42,11 +46,14 @@ class SignupForm(AllauthSignupForm):
     """allauth sign-up plus an optional first workspace, created in the same transaction."""
 
     workspace_name = forms.CharField(
-        max_length=100, required=False, label="Workspace name",
+        max_length=100,
+        required=False,
+        label="Workspace name",
         help_text="Leave both workspace fields empty if you were invited to one.",
     )
-    workspace_slug = forms.CharField(required=False, label="Workspace address", help_text=SLUG_HELP,
-                                     widget=SLUG_WIDGET)
+    workspace_slug = forms.CharField(
+        required=False, label="Workspace address", help_text=SLUG_HELP, widget=SLUG_WIDGET
+    )
 
     def clean_workspace_slug(self) -> str:
         slug = self.cleaned_data.get("workspace_slug", "").strip()

@@ -20,7 +20,12 @@ MAX_AGE_SECONDS = 60
 
 def handoff_token(*, user: User, workspace: Workspace) -> str:
     return signing.dumps(
-        {"u": user.pk, "w": workspace.pk, "h": user.get_session_auth_hash(), "n": secrets.token_hex(8)},
+        {
+            "u": user.pk,
+            "w": workspace.pk,
+            "h": user.get_session_auth_hash(),
+            "n": secrets.token_hex(8),
+        },
         salt=SALT,
     )
 
@@ -31,7 +36,9 @@ def handoff_consume(*, token: str, workspace: Workspace) -> User | None:
         data = signing.loads(token, salt=SALT, max_age=MAX_AGE_SECONDS)
     except signing.BadSignature:
         return None
-    if data.get("w") != workspace.pk or not cache.add(f"handoff:{data['n']}", 1, MAX_AGE_SECONDS * 2):
+    if data.get("w") != workspace.pk or not cache.add(
+        f"handoff:{data['n']}", 1, MAX_AGE_SECONDS * 2
+    ):
         return None
     user = User.objects.filter(pk=data.get("u"), is_active=True).first()
     if user is None or user.get_session_auth_hash() != data.get("h"):

@@ -25,7 +25,7 @@ ANONYMOUS_PATHS = ("/accounts/", "/static/", "/healthz")
 
 class WorkspaceHostMiddleware(TenantMainMiddleware):
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
-        connection.set_schema_to_public()
+        connection.set_schema_to_public()  # type: ignore[attr-defined]  # django-tenants backend
         hostname = self.hostname_from_request(request)
         if hostname in settings.PUBLIC_HOSTS:
             request.tenant = connection.tenant  # type: ignore[attr-defined]

@@ -16,14 +16,18 @@ def workspace_list_for_user(*, user: User) -> QuerySet[Workspace]:
 def membership_get(*, workspace: Workspace, user: User) -> Membership | None:
     if not user.is_authenticated:
         return None
-    return Membership.objects.select_related("workspace", "user").filter(
-        workspace=workspace, user=user
-    ).first()
+    return (
+        Membership.objects.select_related("workspace", "user")
+        .filter(workspace=workspace, user=user)
+        .first()
+    )
 
 
 def membership_list(*, workspace: Workspace) -> QuerySet[Membership]:
-    return Membership.objects.filter(workspace=workspace).select_related("user").order_by(
-        "user__email"
+    return (
+        Membership.objects.filter(workspace=workspace)
+        .select_related("user")
+        .order_by("user__email")
     )
 
 
@@ -49,6 +53,8 @@ def access_invitation(*, workspace: Workspace, invitation_id: int) -> Invitation
 
 
 def invitation_by_token(*, token: str) -> Invitation | None:
-    return Invitation.objects.select_related("workspace", "invited_by").filter(
-        token_hash=hash_token(token)
-    ).first()
+    return (
+        Invitation.objects.select_related("workspace", "invited_by")
+        .filter(token_hash=hash_token(token))
+        .first()
+    )

@@ -61,7 +61,9 @@ def workspace_create(*, name: str, slug: str, owner: User) -> Workspace:
             workspace.create_schema(check_if_exists=False, verbosity=0)
     except IntegrityError as exc:
         # Two sign-ups racing for one slug: the unique constraint decides, the loser is told.
-        raise ApplicationError(f"The address “{slug}” is taken; choose another.", field="slug") from exc
+        raise ApplicationError(
+            f"The address “{slug}” is taken; choose another.", field="slug"
+        ) from exc
     log.info("workspace.created", workspace=slug, owner_id=owner.pk)
     return workspace
 
@@ -118,7 +120,9 @@ def _ensure_another_owner(membership: Membership) -> None:
         workspace_id=membership.workspace_id, role=Role.OWNER
     )
     if not owners.exclude(pk=membership.pk).exists():
-        raise ApplicationError("A workspace needs at least one owner; make someone else owner first.")
+        raise ApplicationError(
+            "A workspace needs at least one owner; make someone else owner first."
+        )
 
 
 def invitation_create(
@@ -211,6 +215,10 @@ def invitation_accept(*, token: str, user: User) -> Membership:
         invitation.accepted_at = timezone.now()
         invitation.accepted_by = user
         invitation.save(update_fields=["accepted_at", "accepted_by", "updated_at"])
-    log.info("invitation.accepted", workspace=invitation.workspace.slug, user_id=user.pk,
-             already_member=not created)
+    log.info(
+        "invitation.accepted",
+        workspace=invitation.workspace.slug,
+        user_id=user.pk,
+        already_member=not created,
+    )
     return membership

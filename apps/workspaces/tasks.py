@@ -9,4 +9,4 @@ from django.db import connection
 @shared_task
 def workspace_schema_probe() -> str:
     """Name the schema this task ran in: proves the worker entered the sender's workspace."""
-    return str(connection.schema_name)
+    return str(connection.schema_name)  # type: ignore[attr-defined]  # django-tenants backend

@@ -8,9 +8,19 @@ urlpatterns = [
     path("settings/", views.settings_page, name="workspace_settings"),
     path("settings/rename/", views.rename, name="workspace_rename"),
     path("settings/invitations/", views.invite, name="workspace_invite"),
-    path("settings/invitations/<int:invitation_id>/revoke/", views.invitation_revoke_view,
-         name="workspace_invitation_revoke"),
-    path("settings/members/<int:membership_id>/role/", views.member_role, name="workspace_member_role"),
-    path("settings/members/<int:membership_id>/remove/", views.member_remove,
-         name="workspace_member_remove"),
+    path(
+        "settings/invitations/<int:invitation_id>/revoke/",
+        views.invitation_revoke_view,
+        name="workspace_invitation_revoke",
+    ),
+    path(
+        "settings/members/<int:membership_id>/role/",
+        views.member_role,
+        name="workspace_member_role",
+    ),
+    path(
+        "settings/members/<int:membership_id>/remove/",
+        views.member_remove,
+        name="workspace_member_remove",
+    ),
 ]

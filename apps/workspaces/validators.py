@@ -10,12 +10,47 @@ SLUG_MIN, SLUG_MAX = 3, 40
 # Lowercase letters, digits and single hyphens; no hyphen at either end (a valid DNS label).
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # Host names the platform uses or may use, and names that would confuse users or PostgreSQL.
-RESERVED_SLUGS = frozenset({
-    "admin", "api", "app", "apps", "assets", "auth", "billing", "blog", "cdn", "dashboard",
-    "dev", "docs", "ftp", "help", "information-schema", "localhost", "login", "mail", "media",
-    "mx", "ns1", "ns2", "pop", "public", "root", "signup", "smtp", "stage", "staging", "static",
-    "status", "support", "system", "test", "webhooks", "www", "aisaas",
-})
+RESERVED_SLUGS = frozenset(
+    {
+        "admin",
+        "api",
+        "app",
+        "apps",
+        "assets",
+        "auth",
+        "billing",
+        "blog",
+        "cdn",
+        "dashboard",
+        "dev",
+        "docs",
+        "ftp",
+        "help",
+        "information-schema",
+        "localhost",
+        "login",
+        "mail",
+        "media",
+        "mx",
+        "ns1",
+        "ns2",
+        "pop",
+        "public",
+        "root",
+        "signup",
+        "smtp",
+        "stage",
+        "staging",
+        "static",
+        "status",
+        "support",
+        "system",
+        "test",
+        "webhooks",
+        "www",
+        "aisaas",
+    }
+)
 
 
 def validate_slug(value: str) -> None:

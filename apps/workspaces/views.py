@@ -27,11 +27,11 @@ from .services import (
 
 
 def _actor(request: HttpRequest) -> Membership:
-    return request.membership  # type: ignore[attr-defined, no-any-return]
+    return request.membership  # type: ignore[attr-defined]
 
 
 def _workspace(request: HttpRequest) -> Workspace:
-    return request.workspace  # type: ignore[attr-defined, no-any-return]
+    return request.workspace  # type: ignore[attr-defined]
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -70,7 +70,9 @@ def rename(request: HttpRequest) -> HttpResponse:
     form = RenameForm(request.POST)
     if form.is_valid():
         try:
-            workspace_rename(workspace=_workspace(request), actor=_actor(request), name=form.cleaned_data["name"])
+            workspace_rename(
+                workspace=_workspace(request), actor=_actor(request), name=form.cleaned_data["name"]
+            )
         except PermissionDeniedError as exc:
             messages.error(request, exc.message)
             return settings_page(request, status=403)
@@ -88,7 +90,9 @@ def invite(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             invitation, _token = invitation_create(
-                actor=_actor(request), email=form.cleaned_data["email"], role=form.cleaned_data["role"]
+                actor=_actor(request),
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
             )
         except PermissionDeniedError as exc:
             messages.error(request, exc.message)
@@ -104,8 +108,11 @@ def invite(request: HttpRequest) -> HttpResponse:
 @require_POST
 def invitation_revoke_view(request: HttpRequest, invitation_id: int) -> HttpResponse:
     invitation = access_invitation(workspace=_workspace(request), invitation_id=invitation_id)
-    return _run(request, lambda: invitation_revoke(actor=_actor(request), invitation=invitation),
-                f"Invitation for {invitation.email} withdrawn.")
+    return _run(
+        request,
+        lambda: invitation_revoke(actor=_actor(request), invitation=invitation),
+        f"Invitation for {invitation.email} withdrawn.",
+    )
 
 
 @require_POST
@@ -117,7 +124,9 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
         return redirect("workspace_settings")
     return _run(
         request,
-        lambda: membership_change_role(actor=_actor(request), membership=member, role=form.cleaned_data["role"]),
+        lambda: membership_change_role(
+            actor=_actor(request), membership=member, role=form.cleaned_data["role"]
+        ),
         f"{member.user.email} is now {form.cleaned_data['role']}.",
     )
 
@@ -126,8 +135,11 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
 def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     member = access_membership(workspace=_workspace(request), membership_id=membership_id)
     if member.pk != _actor(request).pk:
-        return _run(request, lambda: membership_remove(actor=_actor(request), membership=member),
-                    f"{member.user.email} was removed.")
+        return _run(
+            request,
+            lambda: membership_remove(actor=_actor(request), membership=member),
+            f"{member.user.email} was removed.",
+        )
     try:
         membership_remove(actor=_actor(request), membership=member)
     except ApplicationError as exc:

@@ -20,7 +20,7 @@ from .services import invitation_accept, workspace_create
 def home(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return render(request, "public/landing.html")
-    workspaces = workspace_list_for_user(user=request.user)  # type: ignore[arg-type]
+    workspaces = workspace_list_for_user(user=request.user)
     return render(request, "public/dashboard.html", {"workspaces": workspaces})
 
 
@@ -31,7 +31,9 @@ def workspace_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             workspace = workspace_create(
-                name=form.cleaned_data["name"], slug=form.cleaned_data["slug"], owner=request.user  # type: ignore[arg-type]
+                name=form.cleaned_data["name"],
+                slug=form.cleaned_data["slug"],
+                owner=request.user,  # type: ignore[arg-type]
             )
         except ApplicationError as exc:
             attach_error(form, exc)
@@ -62,12 +64,15 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect(f"/accounts/login/?next={request.path}")
         try:
-            membership = invitation_accept(token=token, user=request.user)  # type: ignore[arg-type]
+            membership = invitation_accept(token=token, user=request.user)
         except ApplicationError as exc:
             error = exc.message
         else:
             messages.success(request, f"You joined {membership.workspace.name}.")
             return redirect("workspace_open", slug=membership.workspace.slug)
     return render(
-        request, "public/invitation.html", {"invitation": found, "error": error}, status=400 if error else 200
+        request,
+        "public/invitation.html",
+        {"invitation": found, "error": error},
+        status=400 if error else 200,
     )

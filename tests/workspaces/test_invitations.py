@@ -23,7 +23,9 @@ def _invite_link_token() -> str:
     return match.group(1)
 
 
-def test_owner_invites_by_email_and_the_invitee_joins(owner, acme, django_capture_on_commit_callbacks):
+def test_owner_invites_by_email_and_the_invitee_joins(
+    owner, acme, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         response = host_client("acme.localhost", owner).post(
             "/settings/invitations/", {"email": "New.Hire@Example.test", "role": "admin"}
@@ -79,7 +81,9 @@ def test_an_admin_cannot_invite_an_owner(acme, member):
     [("not-an-email", "Enter a valid email address"), ("member@acme.test", "already a member")],
 )
 def test_bad_invitations_get_precise_errors(owner, acme, email, message):
-    response = host_client("acme.localhost", owner).post("/settings/invitations/", {"email": email, "role": "member"})
+    response = host_client("acme.localhost", owner).post(
+        "/settings/invitations/", {"email": email, "role": "member"}
+    )
 
     assert response.status_code == 400
     assert message in response.content.decode()
@@ -105,12 +109,17 @@ def test_reinviting_replaces_the_open_invitation(owner, acme):
         ({"expires_at": timezone.now() - timedelta(minutes=1)}, "expired"),
         ({"accepted_at": timezone.now()}, "already been used"),
         ({"revoked_at": timezone.now()}, "withdrawn"),
-        ({"email": "someone.else@example.test"}, "This invitation is for someone.else@example.test"),
+        (
+            {"email": "someone.else@example.test"},
+            "This invitation is for someone.else@example.test",
+        ),
     ],
 )
 def test_unusable_invitations_are_refused_with_a_reason(acme, state, message):
     invitee = UserFactory(email="invitee@example.test")
-    InvitationFactory(workspace=acme, token="tok-bad", **({"email": "invitee@example.test"} | state))
+    InvitationFactory(
+        workspace=acme, token="tok-bad", **({"email": "invitee@example.test"} | state)
+    )
 
     response = host_client("localhost", invitee).post("/invitations/tok-bad/")
 
@@ -156,7 +165,9 @@ def test_owner_withdraws_an_invitation(owner, acme):
 def test_an_invitation_of_another_workspace_cannot_be_withdrawn_from_here(owner, globex):
     invitation = InvitationFactory(workspace=globex, token="tok-g", email="g@example.test")
 
-    response = host_client("acme.localhost", owner).post(f"/settings/invitations/{invitation.pk}/revoke/")
+    response = host_client("acme.localhost", owner).post(
+        f"/settings/invitations/{invitation.pk}/revoke/"
+    )
 
     assert response.status_code == 404
     invitation.refresh_from_db()

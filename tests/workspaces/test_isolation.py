@@ -15,7 +15,13 @@ from tests.conftest import host_client
 
 pytestmark = pytest.mark.django_db
 
-SAMPLE_VALUES = {"int": "1", "str": "sample", "slug": "sample", "uuid": "00000000-0000-0000-0000-000000000000", "path": "sample"}
+SAMPLE_VALUES = {
+    "int": "1",
+    "str": "sample",
+    "slug": "sample",
+    "uuid": "00000000-0000-0000-0000-000000000000",
+    "path": "sample",
+}
 
 
 def _walk(patterns: list, prefix: str = "") -> list[str]:
@@ -32,11 +38,15 @@ def _walk(patterns: list, prefix: str = "") -> list[str]:
 def _concrete(route: str) -> str:
     """A requestable path for a route: regex groups and converters get sample values."""
     route = re.sub(r"\(\?P<\w+>[^)]*\)", "sample", route)
-    route = re.sub(r"<(?:(\w+):)?\w+>", lambda m: SAMPLE_VALUES.get(m.group(1) or "str", "sample"), route)
+    route = re.sub(
+        r"<(?:(\w+):)?\w+>", lambda m: SAMPLE_VALUES.get(m.group(1) or "str", "sample"), route
+    )
     return "/" + re.sub(r"\^|\$|\\Z", "", route)
 
 
-WORKSPACE_PATHS = sorted({_concrete(r) for r in _walk(get_resolver("aisaas.urls").url_patterns)} - {"/healthz"})
+WORKSPACE_PATHS = sorted(
+    {_concrete(r) for r in _walk(get_resolver("aisaas.urls").url_patterns)} - {"/healthz"}
+)
 
 
 def test_the_urlconf_lists_the_workspace_pages():
@@ -48,7 +58,12 @@ def test_a_member_of_another_workspace_gets_404_everywhere(outsider, path):
     client = host_client("acme.localhost", outsider)
 
     assert client.get(path).status_code == 404
-    assert client.post(path, {"name": "Hijacked", "email": "x@example.test", "role": "owner"}).status_code == 404
+    assert (
+        client.post(
+            path, {"name": "Hijacked", "email": "x@example.test", "role": "owner"}
+        ).status_code
+        == 404
+    )
 
 
 @pytest.mark.parametrize("path", [p for p in WORKSPACE_PATHS if not p.startswith("/accounts/")])

@@ -23,7 +23,9 @@ def test_settings_page_lists_members_and_their_roles(owner):
 
 
 def test_owner_renames_the_workspace(owner, acme):
-    response = host_client("acme.localhost", owner).post("/settings/rename/", {"name": "  Acme Labs "})
+    response = host_client("acme.localhost", owner).post(
+        "/settings/rename/", {"name": "  Acme Labs "}
+    )
 
     assert response.status_code == 302
     acme.refresh_from_db()
@@ -51,7 +53,9 @@ def test_a_member_cannot_rename(member, acme):
 def test_owner_promotes_a_member_to_admin(owner, member, acme):
     target = _membership(acme, member)
 
-    host_client("acme.localhost", owner).post(f"/settings/members/{target.pk}/role/", {"role": "admin"})
+    host_client("acme.localhost", owner).post(
+        f"/settings/members/{target.pk}/role/", {"role": "admin"}
+    )
 
     assert _membership(acme, member).role == Role.ADMIN
 
@@ -59,7 +63,9 @@ def test_owner_promotes_a_member_to_admin(owner, member, acme):
 def test_an_unknown_role_is_refused(owner, member, acme):
     target = _membership(acme, member)
 
-    response = host_client("acme.localhost", owner).post(f"/settings/members/{target.pk}/role/", {"role": "god"})
+    response = host_client("acme.localhost", owner).post(
+        f"/settings/members/{target.pk}/role/", {"role": "god"}
+    )
 
     assert response.status_code == 302
     assert _membership(acme, member).role == Role.MEMBER
@@ -108,7 +114,9 @@ def test_owner_removes_a_member_who_then_gets_404(owner, member, acme):
 
 
 def test_a_member_leaves_and_is_sent_to_the_public_host(member, acme):
-    response = host_client("acme.localhost", member).post(f"/settings/members/{_membership(acme, member).pk}/remove/")
+    response = host_client("acme.localhost", member).post(
+        f"/settings/members/{_membership(acme, member).pk}/remove/"
+    )
 
     assert response.status_code == 302
     assert response["Location"] == "http://localhost:8000/"
@@ -116,7 +124,9 @@ def test_a_member_leaves_and_is_sent_to_the_public_host(member, acme):
 
 
 def test_a_member_cannot_remove_others(member, owner, acme):
-    host_client("acme.localhost", member).post(f"/settings/members/{_membership(acme, owner).pk}/remove/")
+    host_client("acme.localhost", member).post(
+        f"/settings/members/{_membership(acme, owner).pk}/remove/"
+    )
 
     assert Membership.objects.filter(workspace=acme, user=owner).exists()
 
@@ -124,7 +134,9 @@ def test_a_member_cannot_remove_others(member, owner, acme):
 def test_a_membership_of_another_workspace_is_404_here(owner, outsider, globex):
     foreign = _membership(globex, outsider)
 
-    response = host_client("acme.localhost", owner).post(f"/settings/members/{foreign.pk}/role/", {"role": "admin"})
+    response = host_client("acme.localhost", owner).post(
+        f"/settings/members/{foreign.pk}/role/", {"role": "admin"}
+    )
 
     assert response.status_code == 404
     assert _membership(globex, outsider).role == Role.MEMBER

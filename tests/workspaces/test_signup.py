@@ -43,12 +43,16 @@ def test_signup_creates_user_workspace_schema_domain_and_owner_membership(public
     user = User.objects.get(email="new@example.test")
     workspace = Workspace.objects.get(slug="initech")
     assert schema_exists("initech")
-    assert Domain.objects.filter(tenant=workspace, domain="initech.localhost", is_primary=True).exists()
+    assert Domain.objects.filter(
+        tenant=workspace, domain="initech.localhost", is_primary=True
+    ).exists()
     assert Membership.objects.get(workspace=workspace, user=user).role == "owner"
 
 
 def test_signup_without_a_workspace_creates_only_the_user(public_client):
-    response = _signup(public_client, email="invitee@example.test", workspace_name="", workspace_slug="")
+    response = _signup(
+        public_client, email="invitee@example.test", workspace_name="", workspace_slug=""
+    )
 
     assert response.status_code == 302
     assert User.objects.filter(email="invitee@example.test").exists()
@@ -62,7 +66,11 @@ def test_signup_without_a_workspace_creates_only_the_user(public_client):
         ({"password1": "password", "password2": "password"}, "password1", "too common"),
         ({"password1": "short1", "password2": "short1"}, "password1", "too short"),
         ({"password2": STRONG + "x"}, "password2", "same password"),
-        ({"workspace_slug": "Init_Tech"}, "workspace_slug", "lowercase letters, digits and single hyphens"),
+        (
+            {"workspace_slug": "Init_Tech"},
+            "workspace_slug",
+            "lowercase letters, digits and single hyphens",
+        ),
         ({"workspace_slug": "ab"}, "workspace_slug", "3 to 40 characters"),
         ({"workspace_slug": "a" * 41}, "workspace_slug", "3 to 40 characters"),
         ({"workspace_slug": "admin"}, "workspace_slug", "reserved"),
@@ -73,7 +81,9 @@ def test_signup_without_a_workspace_creates_only_the_user(public_client):
         ({"workspace_slug": ""}, "workspace_slug", "Choose an address"),
     ],
 )
-def test_bad_signup_shows_a_precise_error_and_creates_nothing(public_client, overrides, field, message):
+def test_bad_signup_shows_a_precise_error_and_creates_nothing(
+    public_client, overrides, field, message
+):
     response = _signup(public_client, **overrides)
 
     assert response.status_code == 200
@@ -84,7 +94,9 @@ def test_bad_signup_shows_a_precise_error_and_creates_nothing(public_client, ove
 
 
 def test_signup_is_closed_on_workspace_hosts(acme_client):
-    response = acme_client.post("/accounts/signup/", {"email": "x@example.test", "password1": STRONG, "password2": STRONG})
+    response = acme_client.post(
+        "/accounts/signup/", {"email": "x@example.test", "password1": STRONG, "password2": STRONG}
+    )
 
     assert not User.objects.filter(email="x@example.test").exists()
     assert b"closed" in response.content.lower()
@@ -107,7 +119,13 @@ def test_logged_in_user_creates_a_workspace_and_is_sent_to_it(member):
 
 @pytest.mark.parametrize(
     ("slug", "message"),
-    [("acme", "taken"), ("api", "reserved"), ("has space", "lowercase"), ("UPPER", "lowercase"), ("", "required")],
+    [
+        ("acme", "taken"),
+        ("api", "reserved"),
+        ("has space", "lowercase"),
+        ("UPPER", "lowercase"),
+        ("", "required"),
+    ],
 )
 def test_create_workspace_form_errors(member, slug, message):
     client = host_client("localhost", member)

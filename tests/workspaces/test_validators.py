@@ -35,7 +35,9 @@ def test_invalid_slugs_fail_with_a_reason(slug, code):
     assert caught.value.code == code
 
 
-@pytest.mark.parametrize("slug", ["www", "admin", "api", "public", "static", "media", "mail", "app"])
+@pytest.mark.parametrize(
+    "slug", ["www", "admin", "api", "public", "static", "media", "mail", "app"]
+)
 def test_reserved_names_are_refused(slug):
     assert slug in RESERVED_SLUGS
     with pytest.raises(ValidationError, match="reserved"):

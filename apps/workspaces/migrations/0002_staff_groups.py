@@ -16,5 +16,8 @@ def delete_groups(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("workspaces", "0001_initial"), ("auth", "0012_alter_user_first_name_max_length")]
+    dependencies = [
+        ("workspaces", "0001_initial"),
+        ("auth", "0012_alter_user_first_name_max_length"),
+    ]
     operations = [migrations.RunPython(create_groups, delete_groups)]

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand
 from apps.workspaces.models import Membership, Role, User, Workspace
 from apps.workspaces.services import workspace_create
 
-DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - printed on purpose: local demo data only
+DEMO_PASSWORD = "demo-password-2026"
 WORKSPACES = {"acme": "Acme Inc.", "globex": "Globex Corporation"}
 STAFF = {"support": "support@aisaas.test", "finance": "finance@aisaas.test"}
 
@@ -34,15 +34,21 @@ class Command(BaseCommand):
             workspace = Workspace.objects.filter(slug=slug).first() or workspace_create(
                 name=name, slug=slug, owner=owner
             )
-            Membership.objects.get_or_create(workspace=workspace, user=member,
-                                             defaults={"role": Role.MEMBER})
-            logins += [(owner.email, "owner", workspace.url), (member.email, "member", workspace.url)]
+            Membership.objects.get_or_create(
+                workspace=workspace, user=member, defaults={"role": Role.MEMBER}
+            )
+            logins += [
+                (owner.email, "owner", workspace.url),
+                (member.email, "member", workspace.url),
+            ]
         admin = _user("admin@aisaas.test", is_staff=True, is_superuser=True)
         logins.append((admin.email, "superuser", f"{settings.SITE_URL}/admin/"))
         for group_name, email in STAFF.items():
             staff = _user(email, is_staff=True)
             staff.groups.add(Group.objects.get(name=group_name))
             logins.append((staff.email, f"staff: {group_name}", f"{settings.SITE_URL}/admin/"))
-        self.stdout.write(self.style.SUCCESS("Demo data ready. Password for every login: " + DEMO_PASSWORD))
+        self.stdout.write(
+            self.style.SUCCESS("Demo data ready. Password for every login: " + DEMO_PASSWORD)
+        )
         for email, role, where in logins:
             self.stdout.write(f"  {email:<24} {role:<16} {where}")
