@@ -22,9 +22,11 @@ from apps.common.channels import SameOriginValidator, WorkspaceScopeMiddleware  
 
 ensure_services()
 
-application = ProtocolTypeRouter({
-    "http": django_asgi_app,
-    "websocket": SameOriginValidator(
-        WorkspaceScopeMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
-    ),
-})
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": SameOriginValidator(
+            WorkspaceScopeMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+        ),
+    }
+)

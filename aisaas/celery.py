@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from celery.signals import beat_init, worker_init
+from django_structlog.celery.steps import DjangoStructLogInitStep
 from tenant_schemas_celery.app import CeleryApp
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aisaas.settings.local")
@@ -14,6 +15,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aisaas.settings.local")
 app = CeleryApp("aisaas")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# DJANGO_STRUCTLOG_CELERY_ENABLED only covers the sending side; this step makes the worker log
+# each task's start and outcome with its id (and the sender's request id).
+app.steps["worker"].add(DjangoStructLogInitStep)
 
 
 @worker_init.connect

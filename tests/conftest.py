@@ -8,6 +8,7 @@ with named actors: `owner` and `member` of acme, and `outsider` (a member of glo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from django.db import connection
 from django.test import Client
 
 from aisaas import devstack
+from apps.common.tenancy import use_public_schema
 from apps.workspaces.models import Membership, Role, User, Workspace
 from apps.workspaces.services import workspace_create
 from tests.factories import UserFactory
@@ -32,29 +34,51 @@ def pytest_configure(config: pytest.Config) -> None:
     _drop_stale_test_databases(settings.DATABASES["default"])
 
 
-def _drop_stale_test_databases(db: dict[str, Any]) -> None:
-    """Drop test_aisaas_<pid> databases whose pytest process died before cleaning up."""
+def _test_databases(db: dict[str, Any]) -> dict[str, bool]:
+    """test_aisaas_<pid> databases on the test server → whether their pytest process lives."""
     conninfo = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "dbname": "postgres"}
     with psycopg.connect(**conninfo, autocommit=True) as conn:
-        names = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'test_aisaas_%'")
-        for (name,) in names.fetchall():
-            pid = name.rsplit("_", 1)[1]
-            if pid.isdigit() and not psutil.pid_exists(int(pid)):
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'test_aisaas_%'")
+        names = [name for (name,) in rows.fetchall()]
+    found = {}
+    for name in names:
+        pid = name.rsplit("_", 1)[1]
+        if pid.isdigit():
+            found[name] = int(pid) != os.getpid() and psutil.pid_exists(int(pid))
+    return found
+
+
+def _live_test_databases(db: dict[str, Any]) -> list[str]:
+    return [name for name, alive in _test_databases(db).items() if alive]
+
+
+def _drop_stale_test_databases(db: dict[str, Any]) -> None:
+    """Drop test databases whose pytest process died before cleaning up."""
+    conninfo = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "dbname": "postgres"}
+    stale = [name for name, alive in _test_databases(db).items() if not alive]
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        for name in stale:
+            if name != db["TEST"]["NAME"]:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    devstack.stop(_started)
+    """Stop the servers this session started, unless another pytest session still uses them."""
+    from django.conf import settings
+
+    if _started and not _live_test_databases(settings.DATABASES["default"]):
+        devstack.stop(_started)
 
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> None:
     """After pytest-django created and migrated the test database, add the two workspaces."""
+    assert connection.settings_dict["NAME"].startswith("test_"), "never seed a real database"
     with django_db_blocker.unblock():
-        owner = UserFactory(email="owner@acme.test")
-        member = UserFactory(email="member@acme.test")
-        globex_owner = UserFactory(email="owner@globex.test")
-        outsider = UserFactory(email="outsider@globex.test")
+        owner = UserFactory.create(email="owner@acme.test")
+        member = UserFactory.create(email="member@acme.test")
+        globex_owner = UserFactory.create(email="owner@globex.test")
+        outsider = UserFactory.create(email="outsider@globex.test")
         acme = workspace_create(name="Acme", slug="acme", owner=owner)
         globex = workspace_create(name="Globex", slug="globex", owner=globex_owner)
         Membership.objects.create(workspace=acme, user=member, role=Role.MEMBER)
@@ -64,9 +88,9 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> None:
 @pytest.fixture(autouse=True)
 def _public_schema_each_test() -> Iterator[None]:
     """A request leaves the connection in its workspace schema; each test starts in public."""
-    connection.set_schema_to_public()
+    use_public_schema()
     yield
-    connection.set_schema_to_public()
+    use_public_schema()
 
 
 @pytest.fixture

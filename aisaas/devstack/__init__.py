@@ -56,9 +56,13 @@ def data_root(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(environ.get("AISAAS_DATA_DIR") or BASE_DIR / ".data").resolve()
 
 
-def _port(profile: str, which: str, environ: Mapping[str, str]) -> int:
+def _port_env(profile: str, which: str) -> str:
     prefix = "AISAAS_TEST_" if profile == "test" else "AISAAS_"
-    key = f"{prefix}{which}_PORT"
+    return f"{prefix}{which}_PORT"
+
+
+def _port(profile: str, which: str, environ: Mapping[str, str]) -> int:
+    key = _port_env(profile, which)
     raw = environ.get(key) or str(DEFAULT_PORTS[profile][key])
     try:
         return int(raw)
@@ -68,19 +72,27 @@ def _port(profile: str, which: str, environ: Mapping[str, str]) -> int:
 
 def embedded_postgres(profile: str, environ: Mapping[str, str] = os.environ) -> EmbeddedPostgres:
     root = data_root(environ) / profile / "postgres"
-    return EmbeddedPostgres(data_dir=root / "data", port=_port(profile, "PG", environ))
+    return EmbeddedPostgres(
+        data_dir=root / "data",
+        port=_port(profile, "PG", environ),
+        port_env=_port_env(profile, "PG"),
+    )
 
 
 def embedded_redis(profile: str, environ: Mapping[str, str] = os.environ) -> EmbeddedRedis:
     return EmbeddedRedis(
-        data_dir=data_root(environ) / profile / "redis", port=_port(profile, "REDIS", environ)
+        data_dir=data_root(environ) / profile / "redis",
+        port=_port(profile, "REDIS", environ),
+        port_env=_port_env(profile, "REDIS"),
     )
 
 
 def services_for(profile: str, environ: Mapping[str, str] = os.environ) -> list[Service]:
     """The embedded services a profile needs: those whose URL is not configured."""
     if profile not in DEFAULT_PORTS:
-        raise DevstackError(f"Unknown profile {profile!r}; expected one of {sorted(DEFAULT_PORTS)}.")
+        raise DevstackError(
+            f"Unknown profile {profile!r}; expected one of {sorted(DEFAULT_PORTS)}."
+        )
     services: list[Service] = []
     if not environ.get("DATABASE_URL"):
         services.append(embedded_postgres(profile, environ))

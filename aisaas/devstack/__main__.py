@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+# Reads .env into the environment, so DATABASE_URL / REDIS_URL / ports there count here too.
+from aisaas import env  # noqa: F401
+
 from . import DevstackError, ensure_running, services_for, stop
 
 

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,3 +92,12 @@ def ensure_traversable(path: Path) -> None:
         mode = parent.stat().st_mode
         if mode & 0o011 != 0o011:
             os.chmod(parent, mode | 0o011)
+
+
+def process_output(exc: subprocess.CalledProcessError | subprocess.TimeoutExpired) -> str:
+    """What a failed command printed (pg_ctl and redis-server name problems no log holds)."""
+    parts = [exc.stdout, exc.stderr]
+    text = "".join(
+        part.decode(errors="replace") if isinstance(part, bytes) else part for part in parts if part
+    ).strip()
+    return f"{text}\n" if text else ""

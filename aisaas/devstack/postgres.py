@@ -18,6 +18,7 @@ from .base import (
     file_lock,
     pid_alive,
     port_accepts,
+    process_output,
     read_pid,
     tail,
     wait_until,
@@ -95,13 +96,15 @@ class EmbeddedPostgres:
         with file_lock(self._lock_path):
             if not self._owns_pid():
                 return False
+            # Again here: a parent directory may have lost its x bit since the server started.
+            self._prepare_dirs()
             try:
                 self._run(
                     ["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop"]
                 )
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
                 raise DevstackError(
-                    f"PostgreSQL in {self.data_dir} did not stop:\n{_stderr(exc)}"
+                    f"PostgreSQL in {self.data_dir} did not stop:\n{process_output(exc)}"
                     f"Last log lines ({self.log_path}):\n{tail(self.log_path)}"
                 ) from exc
             return True
@@ -113,7 +116,14 @@ class EmbeddedPostgres:
             pwd.getpwnam(SERVER_OS_USER)
         except KeyError:
             subprocess.run(
-                ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SERVER_OS_USER],
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "-s",
+                    "/usr/sbin/nologin",
+                    SERVER_OS_USER,
+                ],
                 check=True,
                 capture_output=True,
             )
@@ -162,8 +172,16 @@ class EmbeddedPostgres:
         self.data_dir.chmod(0o700)
         try:
             self._run(
-                ["initdb", "-D", str(self.data_dir), "-U", self.user, "--auth=trust",
-                 "--encoding=UTF8", "--locale=C.UTF-8"],
+                [
+                    "initdb",
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ],
             )
         except subprocess.CalledProcessError as exc:
             raise DevstackError(f"initdb failed in {self.data_dir}:\n{exc.stderr}") from exc
@@ -176,14 +194,25 @@ class EmbeddedPostgres:
         )
         try:
             self._run(
-                ["pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_path), "-o", options,
-                 "-w", "-t", "60", "start"],
+                [
+                    "pg_ctl",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_path),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ],
                 timeout=90,
             )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             raise DevstackError(
                 f"PostgreSQL did not start from {self.data_dir}. If the data directory is "
-                f"corrupt, move it away or delete it (you lose its data).\n{_stderr(exc)}"
+                f"corrupt, move it away or delete it (you lose its data).\n{process_output(exc)}"
                 f"Last log lines ({self.log_path}):\n{tail(self.log_path)}"
             ) from exc
         if not wait_until(self.is_running, timeout=15):
@@ -206,10 +235,3 @@ class EmbeddedPostgres:
                 f"PostgreSQL on port {self.port} runs but cannot prepare database "
                 f"{self.database!r}: {exc}"
             ) from exc
-
-
-def _stderr(exc: subprocess.CalledProcessError | subprocess.TimeoutExpired) -> str:
-    """What a failed pg_ctl printed (it names problems that never reach the server log)."""
-    output = exc.stderr or ""
-    text = output.decode(errors="replace") if isinstance(output, bytes) else output
-    return f"{text.strip()}\n" if text.strip() else ""

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import redis
 
-from .base import DevstackError, file_lock, pid_alive, port_accepts, read_pid, tail, wait_until
+from .base import (
+    DevstackError,
+    file_lock,
+    pid_alive,
+    port_accepts,
+    process_output,
+    read_pid,
+    tail,
+    wait_until,
+)
 
 
 def _server_binary() -> Path:
@@ -75,23 +84,32 @@ class EmbeddedRedis:
             self._pid_path.unlink(missing_ok=True)
             argv = [
                 str(_server_binary()),
-                "--bind", self.host,
-                "--port", str(self.port),
-                "--dir", str(self.data_dir),
-                "--daemonize", "yes",
-                "--pidfile", str(self._pid_path),
-                "--logfile", str(self.log_path),
-                "--save", "60 1",
-                "--appendonly", "no",
-                "--protected-mode", "yes",
+                "--bind",
+                self.host,
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.data_dir),
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self._pid_path),
+                "--logfile",
+                str(self.log_path),
+                # Two arguments: redis-server 6.2 reads one "60 1" argument as `save ""` (never).
+                "--save",
+                "60",
+                "1",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
             ]
             try:
                 subprocess.run(argv, check=True, capture_output=True, text=True, timeout=30)
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-                # Argument errors go to the terminal, not the log: show both.
-                output = f"{exc.stdout or ''}{exc.stderr or ''}".strip()
                 raise DevstackError(
-                    f"redis-server did not start:\n{output}\n{tail(self.log_path)}"
+                    f"redis-server did not start:\n{process_output(exc)}{tail(self.log_path)}"
                 ) from exc
             # Stop waiting as soon as the daemon died, rather than for the whole timeout.
             wait_until(lambda: self.is_running() or self._died(), timeout=15)

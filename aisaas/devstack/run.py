@@ -45,11 +45,41 @@ def _manage(*args: str) -> None:
 def processes(host: str, port: int) -> list[Proc]:
     python = sys.executable
     return [
-        Proc("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "aisaas.asgi:application"]),
-        Proc("worker", [python, "-m", "celery", "-A", "aisaas", "worker", "-l", "INFO",
-                        "--concurrency", "2", "-n", "worker@%h"]),
-        Proc("beat", [python, "-m", "celery", "-A", "aisaas", "beat", "-l", "INFO",
-                      "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"]),
+        Proc(
+            "web", [python, "-m", "daphne", "-b", host, "-p", str(port), "aisaas.asgi:application"]
+        ),
+        Proc(
+            "worker",
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "aisaas",
+                "worker",
+                "-l",
+                "INFO",
+                "--concurrency",
+                "2",
+                "-n",
+                "worker@%h",
+            ],
+        ),
+        Proc(
+            "beat",
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "aisaas",
+                "beat",
+                "-l",
+                "INFO",
+                "--scheduler",
+                "django_celery_beat.schedulers:DatabaseScheduler",
+            ],
+        ),
     ]
 
 
@@ -61,6 +91,7 @@ def run(host: str = "127.0.0.1", port: int = 8000) -> int:
         verb = "started" if service in started else "reusing"
         _say("devstack", f"{verb} embedded {service.name} at {service.url}")
     children: list[subprocess.Popen[str]] = []
+    names: dict[int, str] = {}
     stopping = threading.Event()
 
     def shutdown(signum: int, frame: FrameType | None) -> None:
@@ -74,21 +105,33 @@ def run(host: str = "127.0.0.1", port: int = 8000) -> int:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for spec in processes(host, port):
             child = subprocess.Popen(
-                spec.argv, cwd=BASE_DIR, env=env, text=True, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                spec.argv,
+                cwd=BASE_DIR,
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             children.append(child)
+            names[child.pid] = spec.name
             threading.Thread(target=_pump, args=(spec.name, child), daemon=True).start()
-        _say("devstack", f"serving http://localhost:{port} and http://acme.localhost:{port}"
-                         " — Ctrl-C stops everything")
+        _say(
+            "devstack",
+            f"serving http://localhost:{port} and http://acme.localhost:{port}"
+            " — Ctrl-C stops everything",
+        )
         while not stopping.wait(0.5):
             dead = [c for c in children if c.poll() is not None]
             if dead:
-                _say("devstack", f"a process exited ({dead[0].args[2]}); shutting down")
+                name, code = names[dead[0].pid], dead[0].returncode
+                _say("devstack", f"{name} exited with code {code}; shutting down")
                 return 1
         return 0
     except subprocess.CalledProcessError as exc:
-        _say("devstack", f"{' '.join(map(str, exc.cmd[1:]))} failed with exit code {exc.returncode}")
+        _say(
+            "devstack", f"{' '.join(map(str, exc.cmd[1:]))} failed with exit code {exc.returncode}"
+        )
         return 1
     finally:
         for child in children:

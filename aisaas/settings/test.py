@@ -21,3 +21,6 @@ STATIC_ROOT = None  # type: ignore[assignment]
 # other's database; tests/conftest.py drops those of processes that no longer run.
 # template0 accepts no connections, so concurrent CREATE DATABASE never finds it "in use".
 DATABASES["default"]["TEST"] = {"NAME": f"test_aisaas_{os.getpid()}", "TEMPLATE": "template0"}
+
+# allauth's per-IP rate limits live in Redis; tests log in and sign up far faster than people.
+ACCOUNT_RATE_LIMITS = False

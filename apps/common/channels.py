@@ -98,4 +98,4 @@ def in_workspace_schema(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
         with schema_context(schema):
             return func(workspace, *args, **kwargs)
 
-    return database_sync_to_async(inner)  # type: ignore[no-any-return]
+    return database_sync_to_async(inner)

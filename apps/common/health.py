@@ -5,10 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import redis
+import structlog
 from django.conf import settings
 from django.db import connection
 
+log = structlog.get_logger(__name__)
+
 CELERY_PING_TIMEOUT = 1.0
+
+
+class HealthCheckError(RuntimeError):
+    """A failure described in our own words: safe to show in the response."""
 
 
 def check_db() -> str:
@@ -22,7 +29,7 @@ def check_pgvector() -> str:
         cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         row = cursor.fetchone()
     if row is None:
-        raise RuntimeError("the vector extension is not installed")
+        raise HealthCheckError("the vector extension is not installed")
     return str(row[0])
 
 
@@ -38,10 +45,14 @@ def check_redis() -> str:
 def check_celery() -> str:
     from aisaas.celery import app
 
-    # limit=1: return as soon as one worker answers instead of waiting out the timeout.
-    replies = app.control.ping(timeout=CELERY_PING_TIMEOUT, limit=1)
+    # Connect once, without kombu's default retries: a broker that is down fails the check at
+    # once instead of after seconds of reconnect attempts.
+    with app.connection_for_write(connect_timeout=CELERY_PING_TIMEOUT) as broker:
+        broker.ensure_connection(max_retries=0)
+        # limit=1: return as soon as one worker answers instead of waiting out the timeout.
+        replies = app.control.ping(timeout=CELERY_PING_TIMEOUT, limit=1, connection=broker)
     if not replies:
-        raise RuntimeError("no worker answered")
+        raise HealthCheckError("no worker answered")
     return "ok"
 
 
@@ -62,5 +73,10 @@ def health_report() -> tuple[bool, dict[str, str]]:
             report[name] = check()
         except Exception as exc:
             healthy = False
-            report[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+            # The response names the part and the kind of failure; the details (addresses,
+            # credentials in URLs) go to the log only.
+            report[name] = (
+                f"error: {exc if isinstance(exc, HealthCheckError) else type(exc).__name__}"
+            )
+            log.warning("health.check_failed", part=name, error=str(exc)[:500])
     return healthy, report

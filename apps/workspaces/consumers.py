@@ -23,7 +23,7 @@ def _membership(workspace: Workspace, user: Any) -> Membership | None:
     return membership_get(workspace=workspace, user=user)
 
 
-class WorkspaceConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         workspace = self.scope.get("workspace")
         user = self.scope.get("user")

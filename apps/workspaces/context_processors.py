@@ -7,9 +7,14 @@ from django.http import HttpRequest
 
 
 def workspace(request: HttpRequest) -> dict[str, Any]:
-    """The current workspace and membership (None on the public host) and the public URL."""
+    """The current workspace and membership, and the public URL.
+
+    The workspace is shown to its members only: on the public host, and to anonymous visitors
+    of a workspace's login page, it is None.
+    """
+    membership = getattr(request, "membership", None)
     return {
-        "workspace": getattr(request, "workspace", None),
-        "membership": getattr(request, "membership", None),
+        "workspace": membership.workspace if membership else None,
+        "membership": membership,
         "site_url": settings.SITE_URL,
     }

@@ -17,15 +17,19 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import set_urlconf
 from django_tenants.middleware.main import TenantMainMiddleware
 
+from apps.common.tenancy import use_public_schema
+
 from .selectors import membership_get
 
 # Paths an anonymous visitor of a workspace host may open: logging in, resetting a password.
 ANONYMOUS_PATHS = ("/accounts/", "/static/", "/healthz")
+# Paths a logged-in non-member may still use: logging out, to switch accounts.
+NON_MEMBER_PATHS = ("/accounts/logout/", "/static/", "/healthz")
 
 
 class WorkspaceHostMiddleware(TenantMainMiddleware):
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
-        connection.set_schema_to_public()  # type: ignore[attr-defined]  # django-tenants backend
+        use_public_schema()
         hostname = self.hostname_from_request(request)
         if hostname in settings.PUBLIC_HOSTS:
             request.tenant = connection.tenant  # type: ignore[attr-defined]
@@ -49,9 +53,11 @@ class WorkspaceMembershipMiddleware:
             if not request.user.is_authenticated:
                 if not request.path.startswith(ANONYMOUS_PATHS):
                     return redirect_to_login(request.get_full_path())
-            elif request.path != "/healthz":
+            else:
                 membership = membership_get(workspace=workspace, user=request.user)
-                if membership is None:
+                if membership is None and not request.path.startswith(NON_MEMBER_PATHS):
+                    # The 404 page must not tell an outsider whose workspace this is.
+                    request.workspace = None  # type: ignore[attr-defined]
                     raise Http404("No such page.")
                 request.membership = membership  # type: ignore[attr-defined]
         return self.get_response(request)

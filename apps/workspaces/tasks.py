@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import connection
+
+from apps.common.tenancy import current_schema
 
 
 @shared_task
 def workspace_schema_probe() -> str:
     """Name the schema this task ran in: proves the worker entered the sender's workspace."""
-    return str(connection.schema_name)  # type: ignore[attr-defined]  # django-tenants backend
+    return current_schema()

@@ -3,12 +3,14 @@
 pytest-django's `live_server` is WSGI and cannot stream, so the app runs in a daphne subprocess
 against this session's test database and Redis. The server sees committed rows only: the
 session workspaces are committed; a test that needs more creates it through the UI and removes
-it afterwards.
+it afterwards with `run_committed`.
+
+Browser tests carry `django_db` only so that pytest-django creates the test database when they
+run alone; their own transaction stays empty.
 
 Playwright's sync API marks its suspended event loop as running in this thread for as long as it
-is started, and Django then refuses ORM calls as async-unsafe. So the browser lives for this
-package only (later tests get a clean thread), and ORM calls inside a browser test go through
-`orm_access`.
+is started, and Django then refuses ORM calls as async-unsafe. So Playwright starts and stops
+within each test, after pytest-django opened the test's transaction and before it rolls it back.
 """
 
 from __future__ import annotations
@@ -21,17 +23,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from unittest import mock
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
@@ -51,6 +52,7 @@ STARTUP_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 
 _log_offset = pytest.StashKey[int]()
+T = TypeVar("T")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -115,7 +117,9 @@ def _free_port() -> int:
 
 def _database_url(db: dict[str, Any]) -> str:
     password = f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
-    return f"postgres://{quote(db['USER'], safe='')}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return (
+        f"postgres://{quote(db['USER'], safe='')}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    )
 
 
 def _wait_until_serving(process: subprocess.Popen[bytes], server: AsgiServer) -> None:
@@ -139,7 +143,9 @@ def _wait_until_serving(process: subprocess.Popen[bytes], server: AsgiServer) ->
         if report.get("db") == "ok" and report.get("redis") == "ok":
             return
         pytest.fail(f"daphne is unhealthy: {report}\n{server.output()}")
-    pytest.fail(f"daphne did not answer {health} within {STARTUP_TIMEOUT_SECONDS}s:\n{server.output()}")
+    pytest.fail(
+        f"daphne did not answer {health} within {STARTUP_TIMEOUT_SECONDS}s:\n{server.output()}"
+    )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -153,37 +159,42 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     server = getattr(item, "funcargs", {}).get("live_server_asgi")
     if server is not None:
         item.stash[_log_offset] = server.log.stat().st_size
-    return (yield)
+    yield
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A failed browser test shows what daphne printed while it ran."""
     report = yield
     server = getattr(item, "funcargs", {}).get("live_server_asgi")
     if report.failed and server is not None and call.when == "call":
-        report.sections.append(("daphne output", server.output(since=item.stash.get(_log_offset, 0))))
+        report.sections.append(
+            ("daphne output", server.output(since=item.stash.get(_log_offset, 0)))
+        )
     return report
 
 
-@contextmanager
-def orm_access(django_db_blocker: Any) -> Iterator[None]:
-    """Let a browser test use the ORM (committed, outside any test transaction).
+def run_committed(query: Callable[[], T]) -> T:
+    """Run ORM code on a connection of its own, so its writes commit at once.
 
-    The loop Playwright marks as running is suspended while this code runs, so Django's
-    async-safety check has nothing to protect here.
+    A browser test's ORM calls must not join the test's transaction (daphne cannot see it, and
+    it is rolled back), nor run in this thread while Playwright marks its loop as running there.
     """
-    with mock.patch.dict(os.environ, {"DJANGO_ALLOW_ASYNC_UNSAFE": "true"}), django_db_blocker.unblock():
-        yield
 
+    def in_thread() -> T:
+        try:
+            return query()
+        finally:
+            connections.close_all()
 
-# pytest-playwright's `playwright`, `browser` and `browser_context_args` are session-scoped;
-# these replace them for this package (see the module docstring). Its `context` and `page`
-# fixtures, and --screenshot / --tracing, keep working on top.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(in_thread).result()
 
 
 @pytest.fixture(scope="session")
@@ -192,19 +203,24 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 
-@pytest.fixture(scope="package")
+# pytest-playwright starts Playwright and the browser once per session; these run them per test
+# instead (see the module docstring). Its `context` and `page` fixtures, and --screenshot /
+# --tracing, work on top of them.
+
+
+@pytest.fixture
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture
 def browser(playwright: Playwright, browser_type_launch_args: dict[str, Any]) -> Iterator[Browser]:
     browser = playwright.chromium.launch(**browser_type_launch_args)
     yield browser
     browser.close()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture
 def browser_context_args() -> dict[str, Any]:
     return {"viewport": {"width": 1280, "height": 800}}

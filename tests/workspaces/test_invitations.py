@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _invite_link_token() -> str:
-    match = re.search(r"/invitations/([\w-]+)/", mail.outbox[-1].body)
+    match = re.search(r"/invitations/([\w-]+)/", str(mail.outbox[-1].body))
     assert match, mail.outbox[-1].body
     return match.group(1)
 
@@ -33,7 +33,7 @@ def test_owner_invites_by_email_and_the_invitee_joins(
     assert response.status_code == 302
     assert mail.outbox[-1].to == ["new.hire@example.test"]
     token = _invite_link_token()
-    invitee = UserFactory(email="new.hire@example.test")
+    invitee = UserFactory.create(email="new.hire@example.test")
 
     accepted = host_client("localhost", invitee).post(f"/invitations/{token}/")
 
@@ -46,7 +46,9 @@ def test_owner_invites_by_email_and_the_invitee_joins(
 
 
 def test_invitation_page_shows_who_invites_and_offers_signup(acme, owner):
-    InvitationFactory(workspace=acme, invited_by=owner, email="guest@example.test", token="tok-1")
+    InvitationFactory.create(
+        workspace=acme, invited_by=owner, email="guest@example.test", token="tok-1"
+    )
 
     response = host_client("localhost").get("/invitations/tok-1/")
 
@@ -98,7 +100,7 @@ def test_reinviting_replaces_the_open_invitation(owner, acme):
     first.refresh_from_db()
     assert first.revoked_at is not None
     assert second.is_open
-    invitee = UserFactory(email="twice@example.test")
+    invitee = UserFactory.create(email="twice@example.test")
     response = host_client("localhost", invitee).post(f"/invitations/{first_token}/")
     assert "withdrawn" in response.content.decode()
 
@@ -116,8 +118,8 @@ def test_reinviting_replaces_the_open_invitation(owner, acme):
     ],
 )
 def test_unusable_invitations_are_refused_with_a_reason(acme, state, message):
-    invitee = UserFactory(email="invitee@example.test")
-    InvitationFactory(
+    invitee = UserFactory.create(email="invitee@example.test")
+    InvitationFactory.create(
         workspace=acme, token="tok-bad", **({"email": "invitee@example.test"} | state)
     )
 
@@ -133,7 +135,7 @@ def test_an_unknown_invitation_link_is_404(owner):
 
 
 def test_accepting_needs_login(acme):
-    InvitationFactory(workspace=acme, token="tok-anon", email="anon@example.test")
+    InvitationFactory.create(workspace=acme, token="tok-anon", email="anon@example.test")
 
     response = host_client("localhost").post("/invitations/tok-anon/")
 
@@ -142,8 +144,8 @@ def test_accepting_needs_login(acme):
 
 
 def test_an_invitation_works_once(acme):
-    invitee = UserFactory(email="once@example.test")
-    InvitationFactory(workspace=acme, token="tok-once", email="once@example.test")
+    invitee = UserFactory.create(email="once@example.test")
+    InvitationFactory.create(workspace=acme, token="tok-once", email="once@example.test")
     client = host_client("localhost", invitee)
 
     assert client.post("/invitations/tok-once/").status_code == 302
@@ -154,7 +156,7 @@ def test_an_invitation_works_once(acme):
 
 
 def test_owner_withdraws_an_invitation(owner, acme):
-    invitation = InvitationFactory(workspace=acme, token="tok-w", email="w@example.test")
+    invitation = InvitationFactory.create(workspace=acme, token="tok-w", email="w@example.test")
 
     host_client("acme.localhost", owner).post(f"/settings/invitations/{invitation.pk}/revoke/")
 
@@ -163,7 +165,7 @@ def test_owner_withdraws_an_invitation(owner, acme):
 
 
 def test_an_invitation_of_another_workspace_cannot_be_withdrawn_from_here(owner, globex):
-    invitation = InvitationFactory(workspace=globex, token="tok-g", email="g@example.test")
+    invitation = InvitationFactory.create(workspace=globex, token="tok-g", email="g@example.test")
 
     response = host_client("acme.localhost", owner).post(
         f"/settings/invitations/{invitation.pk}/revoke/"

@@ -44,6 +44,7 @@ def _concrete(route: str) -> str:
     return "/" + re.sub(r"\^|\$|\\Z", "", route)
 
 
+LOGOUT = "/accounts/logout/"
 WORKSPACE_PATHS = sorted(
     {_concrete(r) for r in _walk(get_resolver("aisaas.urls").url_patterns)} - {"/healthz"}
 )
@@ -53,7 +54,7 @@ def test_the_urlconf_lists_the_workspace_pages():
     assert {"/", "/settings/", "/settings/invitations/", "/accounts/login/"} <= set(WORKSPACE_PATHS)
 
 
-@pytest.mark.parametrize("path", WORKSPACE_PATHS)
+@pytest.mark.parametrize("path", [p for p in WORKSPACE_PATHS if p != LOGOUT])
 def test_a_member_of_another_workspace_gets_404_everywhere(outsider, path):
     client = host_client("acme.localhost", outsider)
 
@@ -72,6 +73,29 @@ def test_an_anonymous_visitor_is_sent_to_log_in(acme_client, path):
 
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_an_outsider_may_log_out_and_learns_nothing(outsider):
+    """Logging out is the one thing a non-member may do here: to switch accounts."""
+    client = host_client("acme.localhost", outsider)
+
+    page = client.get(LOGOUT)
+    response = client.post(LOGOUT)
+
+    assert b"Acme" not in page.content
+    assert response.status_code == 302
+    assert client.get("/").status_code == 302  # logged out: sent to log in
+
+
+def test_the_outsiders_404_page_does_not_name_the_workspace(outsider):
+    response = host_client("acme.localhost", outsider).get("/settings/")
+
+    assert response.status_code == 404
+    assert b"Acme" not in response.content
+
+
+def test_the_login_page_does_not_name_the_workspace(acme_client):
+    assert b"Acme" not in acme_client.get("/accounts/login/").content
 
 
 def test_outsider_posts_change_nothing(outsider, acme, member):
@@ -93,7 +117,7 @@ def test_outsider_posts_change_nothing(outsider, acme, member):
 def test_staff_without_membership_gets_404(acme):
     from tests.factories import UserFactory
 
-    staff = UserFactory(email="staffer@aisaas.test", is_staff=True, is_superuser=True)
+    staff = UserFactory.create(email="staffer@aisaas.test", is_staff=True, is_superuser=True)
 
     assert host_client("acme.localhost", staff).get("/").status_code == 404
 
