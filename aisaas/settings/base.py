@@ -143,6 +143,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Keep our structured logging configuration in worker and beat processes.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "store-llm-call-records": {"task": "apps.traces.tasks.flush_call_records", "schedule": 2.0},
+    "release-expired-llm-reservations": {
+        "task": "apps.llm.tasks.release_expired_reservations",
+        "schedule": 60.0,
+    },
+}
 CELERY_TIMEZONE = "UTC"
 
 # --- auth (django-allauth; email is the login) ----------------------------------------------
@@ -212,3 +219,37 @@ from aisaas.logging import configure_logging  # noqa: E402
 
 LOGGING = configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
+
+# --- secrets at rest ------------------------------------------------------------------------
+# Fernet keys, newest first (MultiFernet). Empty in development: derived from SECRET_KEY.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+
+# --- LLM gateway ----------------------------------------------------------------------------
+LLM_ROUTING_FILE = env.str(
+    "LLM_ROUTING_FILE", default=str(BASE_DIR / "apps" / "llm" / "llm-routing.yaml")
+)
+# Platform provider keys; a route whose provider has no key (here or BYOK) is skipped, and with
+# none at all the offline local model answers.
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
+LLM_OPENAI_COMPATIBLE_BASE_URL = env.str("LLM_OPENAI_COMPATIBLE_BASE_URL", default="")
+LLM_OPENAI_COMPATIBLE_API_KEY = env.str("LLM_OPENAI_COMPATIBLE_API_KEY", default="")
+# The offline model: streaming speed and the nominal price it is metered at.
+LLM_LOCAL_TOKENS_PER_SECOND = env.float("LLM_LOCAL_TOKENS_PER_SECOND", default=60.0)
+LLM_NOMINAL_INPUT_MICROS_PER_MTOK = env.int("LLM_NOMINAL_INPUT_MICROS_PER_MTOK", default=1_000_000)
+LLM_NOMINAL_OUTPUT_MICROS_PER_MTOK = env.int(
+    "LLM_NOMINAL_OUTPUT_MICROS_PER_MTOK", default=4_000_000
+)
+# Per-call timeouts by feature prefix (seconds); the longest matching prefix wins.
+LLM_TIMEOUTS = {"chat": 60.0, "extract": 30.0, "agent": 300.0, "": 60.0}
+LLM_MAX_INPUT_TOKENS = env.int("LLM_MAX_INPUT_TOKENS", default=100_000)
+LLM_MAX_TOKENS_PER_CALL = env.int("LLM_MAX_TOKENS_PER_CALL", default=4096)
+LLM_RESERVATION_TTL = env.int("LLM_RESERVATION_TTL", default=900)
+# Default limits per plan; a workspace's AI settings may override them.
+LLM_PLAN_LIMITS = {
+    "free": {"day_tokens": 50_000, "user_day_requests": 500},
+    "pro": {"day_tokens": 2_000_000, "user_day_requests": 5_000},
+    "enterprise": {"day_tokens": 20_000_000, "user_day_requests": 50_000},
+}

@@ -55,11 +55,19 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.name or self.email.split("@")[0]
 
 
+class Plan(models.TextChoices):
+    FREE = "free", "Free"
+    PRO = "pro", "Pro"
+    ENTERPRISE = "enterprise", "Enterprise"
+
+
 class Workspace(TenantMixin, BaseModel):  # type: ignore[django-manager-missing]
     """A tenant: one PostgreSQL schema holds its content; its slug is its host name."""
 
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=40, unique=True)
+    # Sets default limits (settings.LLM_PLAN_LIMITS); billing will manage it.
+    plan = models.CharField(max_length=16, choices=Plan.choices, default=Plan.FREE)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -168,3 +176,53 @@ class Invitation(BaseModel):
             and self.revoked_at is None
             and self.expires_at > timezone.now()
         )
+
+
+class AISettings(BaseModel):
+    """A workspace's AI configuration: model overrides and limits (empty = the plan's defaults)."""
+
+    workspace = models.OneToOneField(
+        Workspace, on_delete=models.CASCADE, related_name="ai_settings"
+    )
+    # {"smart": {"provider": "openai", "model": "gpt-4.1"}}: replaces an alias's primary route.
+    model_overrides = models.JSONField(default=dict, blank=True)
+    daily_token_limit = models.PositiveBigIntegerField(null=True, blank=True)
+    user_daily_request_limit = models.PositiveIntegerField(null=True, blank=True)
+    max_tokens_per_call = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "AI settings"
+        verbose_name_plural = "AI settings"
+
+    def __str__(self) -> str:
+        return f"AI settings of {self.workspace}"
+
+
+class Provider(models.TextChoices):
+    ANTHROPIC = "anthropic", "Anthropic"
+    OPENAI = "openai", "OpenAI"
+    OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible server"
+
+
+class ProviderKey(BaseModel):
+    """A workspace's own provider key (BYOK), encrypted at rest; only its last 4 characters
+    are ever shown. Calls routed to this provider use it instead of the platform's key."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="provider_keys")
+    provider = models.CharField(max_length=32, choices=Provider.choices)
+    encrypted_key = models.TextField()
+    last4 = models.CharField(max_length=4)
+    base_url = models.URLField(blank=True, help_text="Required for an OpenAI-compatible server.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints: ClassVar[list[Any]] = [
+            models.UniqueConstraint(
+                fields=["workspace", "provider"], name="provider_key_one_per_provider"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_provider_display()} key …{self.last4} ({self.workspace})"

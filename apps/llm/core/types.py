@@ -70,6 +70,11 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Token counts of one call. `input_tokens` counts ALL input tokens, cached ones included
+    (OpenAI's and genai-prices' convention); `cache_read_tokens` and `cache_write_tokens` are the
+    parts of it read from / written to the provider's prompt cache. Anthropic reports them
+    separately, so its adapter adds them into `input_tokens`."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
@@ -77,12 +82,7 @@ class Usage:
 
     @property
     def total_tokens(self) -> int:
-        return (
-            self.input_tokens
-            + self.output_tokens
-            + self.cache_read_tokens
-            + self.cache_write_tokens
-        )
+        return self.input_tokens + self.output_tokens
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(

@@ -1,0 +1,74 @@
+"""The one entry for Django code that calls a model (DESIGN §4). Business code names an alias
+and a feature; everything else — routing, budgets, cache, fallback, metering, traces — happens
+in the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from asgiref.sync import async_to_sync
+
+from apps.workspaces.models import User, Workspace
+
+from .adapters import gateway
+from .config import call_scope_for
+from .core.budget import ScopeUsage
+from .core.context import Actor, CallScope, daily_scopes
+from .core.types import ChatRequest, ChatResponse, StreamEvent
+
+
+async def _chat(scope: CallScope, request: ChatRequest) -> ChatResponse:
+    return await gateway().chat(scope, request)
+
+
+def llm_chat(
+    *,
+    workspace: Workspace,
+    actor: Actor,
+    feature: str,
+    request: ChatRequest,
+    user: User | None = None,
+    request_id: str | None = None,
+) -> ChatResponse:
+    """One model answer for `workspace` (sync code: views, tasks, commands)."""
+    scope = call_scope_for(
+        workspace=workspace, actor=actor, feature=feature, user=user, request_id=request_id
+    )
+    return async_to_sync(_chat)(scope, request)
+
+
+async def allm_chat(*, scope: CallScope, request: ChatRequest) -> ChatResponse:
+    """One model answer (async code); build `scope` with `call_scope_for` in a DB thread."""
+    return await gateway().chat(scope, request)
+
+
+async def llm_stream(*, scope: CallScope, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    """Typed stream events ending with `done`; closing the iterator stops the provider and
+    settles exactly the tokens produced."""
+    events = gateway().stream(scope, request)
+    try:
+        async for event in events:
+            yield event
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+async def _usage(scope: CallScope) -> list[ScopeUsage]:
+    return await gateway().budget.usage(daily_scopes(scope, tokens=0))
+
+
+def llm_budget_usage(*, workspace: Workspace, user: User | None = None) -> list[ScopeUsage]:
+    """Today's used / reserved / limit per budget scope (banners at 80 % and 100 %, the CLI)."""
+    scope = call_scope_for(
+        workspace=workspace, actor=Actor("system", "budget"), feature="budget", user=user
+    )
+    return async_to_sync(_usage)(scope)
+
+
+async def _janitor() -> int:
+    return await gateway().budget.janitor()
+
+
+def llm_reservations_janitor() -> int:
+    """Release reservations whose caller died (beat runs this every minute)."""
+    return async_to_sync(_janitor)()

@@ -1,0 +1,129 @@
+"""Call records: queued by the gateway on its hot path, stored here off it.
+
+The gateway pushes each finished call as JSON onto one Redis list (a platform-wide queue: it
+crosses workspaces by design). `call_records_flush` drains it in batches, masks PII and secrets,
+and writes llm_call_log + llm_trace rows. Beat runs it every few seconds; the CLI and tests call
+it directly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+import structlog
+from django.conf import settings
+from django.db import transaction
+
+from apps.llm.core.context import CallRecord
+
+from .masking import mask, mask_value
+from .models import LlmCallLog, LlmTrace
+
+log = structlog.get_logger(__name__)
+
+QUEUE_KEY = "all_workspaces:llm:call_records"
+
+
+class RedisCallSink:
+    """The gateway's CallSink: one RPUSH per call (tens of microseconds)."""
+
+    def __init__(self, client: aioredis.Redis):
+        self.client = client
+
+    async def record(self, record: CallRecord) -> None:
+        await self.client.rpush(QUEUE_KEY, json.dumps(asdict(record), default=str))
+
+
+def _sync_client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def _rows(data: dict[str, Any]) -> tuple[LlmCallLog, LlmTrace]:
+    created = datetime.fromtimestamp(data["started_at"], tz=UTC)
+    trace = data.get("trace") or {}
+    call = LlmCallLog(
+        call_id=data["call_id"],
+        request_id=data["request_id"],
+        trace_id=data["trace_id"],
+        workspace_id=data["workspace_id"],
+        actor_type=data["actor_type"],
+        actor_id=data["actor_id"],
+        feature=data["feature"],
+        alias=data["alias"],
+        provider=data["provider"],
+        model=data["model"],
+        status=data["status"],
+        finish_reason=data["finish_reason"] or "",
+        input_tokens=data["input_tokens"],
+        output_tokens=data["output_tokens"],
+        cache_read_tokens=data["cache_read_tokens"],
+        cache_write_tokens=data["cache_write_tokens"],
+        cost_micros=data["cost_micros"],
+        cached=data["cached"],
+        fallback_used=data["fallback_used"],
+        byok=data["byok"],
+        offline=data["offline"],
+        duration_ms=data["duration_ms"],
+        error_code=data["error_code"] or "",
+        error_message=mask(data["error_message"] or ""),
+        prompt_name=data["prompt_name"] or "",
+        prompt_version=data["prompt_version"] or "",
+        price_version=data["price_version"],
+        attempts=data["attempts"],
+        created_at=created,
+    )
+    masked = LlmTrace(
+        trace_id=data["trace_id"],
+        call=call,
+        workspace_id=data["workspace_id"],
+        messages=mask_value(trace.get("messages", [])),
+        tools=trace.get("tools", []),
+        response_format=trace.get("response_format"),
+        params=trace.get("params", {}),
+        response=mask(trace.get("response") or ""),
+        tool_calls=mask_value(trace.get("tool_calls", [])),
+        thinking=mask(trace.get("thinking") or ""),
+        safety_signals=trace.get("safety_signals", []),
+        metadata=mask_value(trace.get("metadata", {})),
+        created_at=created,
+    )
+    return call, masked
+
+
+def call_records_flush(*, batch: int = 500, client: redis.Redis | None = None) -> int:
+    """Move queued call records into llm_call_log / llm_trace; return how many were stored.
+
+    Each batch is one transaction; a record already stored (same call_id) is skipped, so a
+    batch replayed after a crash stores nothing twice.
+    """
+    client = client or _sync_client()
+    stored = 0
+    while True:
+        raw: list[bytes] = client.lpop(QUEUE_KEY, batch) or []  # type: ignore[assignment]
+        if not raw:
+            return stored
+        try:
+            stored += _store([json.loads(item) for item in raw])
+        except Exception:
+            client.lpush(QUEUE_KEY, *reversed(raw))  # put them back; the next run retries
+            raise
+        if len(raw) < batch:
+            return stored
+
+
+def _store(records: list[dict[str, Any]]) -> int:
+    pairs = [_rows(r) for r in records]
+    ids = [c.call_id for c, _ in pairs]
+    known = {
+        str(k) for k in LlmCallLog.objects.filter(call_id__in=ids).values_list("call_id", flat=True)
+    }
+    fresh = [(c, t) for c, t in pairs if str(c.call_id) not in known]
+    with transaction.atomic():
+        LlmCallLog.objects.bulk_create([c for c, _ in fresh])
+        LlmTrace.objects.bulk_create([t for _, t in fresh])
+    return len(fresh)
