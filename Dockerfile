@@ -7,7 +7,7 @@ COPY aisaas ./aisaas
 COPY apps ./apps
 RUN pip install --no-cache-dir .
 COPY . .
-RUN SECRET_KEY=build DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost \
+RUN SECRET_KEY=build FIELD_ENCRYPTION_KEYS=build DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost \
     python manage.py collectstatic --noinput
 EXPOSE 8000
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "aisaas.asgi:application"]

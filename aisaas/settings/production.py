@@ -1,7 +1,7 @@
 """Production: every external service is configured explicitly; nothing embedded starts."""
 
 from .base import *  # noqa: F403
-from .base import LOG_LEVEL, configure_logging, env
+from .base import FIELD_ENCRYPTION_KEYS, LOG_LEVEL, configure_logging, env
 
 DEBUG = False
 SECRET_KEY = env.str("SECRET_KEY")
@@ -15,3 +15,9 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 LOGGING = configure_logging(level=LOG_LEVEL, fmt=env.str("LOG_FORMAT", default="json"))
+if not FIELD_ENCRYPTION_KEYS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "Production needs FIELD_ENCRYPTION_KEYS (Fernet keys, newest first)."
+    )

@@ -1,13 +1,22 @@
-"""Django glue, part 2: the gateway's ports wired to our Redis and our call-record queue.
+"""Django glue, part 2: the gateway's ports wired to our Redis and our call-record queue, and
+the event loop that sync code (tasks, commands, views) runs it on.
 
-redis.asyncio clients belong to the event loop that created them, so the gateway is built once
-per loop (daphne has one; each `async_to_sync` call from sync code may have another).
+redis.asyncio clients and SDK connection pools belong to the event loop that opened them, so the
+gateway is built once per loop. Sync callers share one long-lived loop in a daemon thread
+(`run_sync`): with `async_to_sync` every call got a fresh loop, hence a fresh gateway and Redis
+pool that were never closed (the cache entry keeps its loop alive), and SDK clients whose pooled
+connections belonged to a dead loop — the first request of each call failed and was retried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import os
+import threading
 import weakref
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from django.conf import settings
@@ -20,11 +29,14 @@ from .core.cache import ExactCache
 from .core.gateway import Gateway, GatewaySettings
 from .core.resilience import CircuitBreaker
 
+T = TypeVar("T")
+
 # Breakers are per process, shared by every loop in it.
 BREAKER = CircuitBreaker()
 _gateways: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Gateway] = (
     weakref.WeakKeyDictionary()
 )
+_gateways_lock = threading.Lock()
 
 
 def redis_client() -> aioredis.Redis:
@@ -34,17 +46,78 @@ def redis_client() -> aioredis.Redis:
 def gateway() -> Gateway:
     """The gateway for the running event loop."""
     loop = asyncio.get_running_loop()
-    found = _gateways.get(loop)
-    if found is None:
-        client = redis_client()
-        found = Gateway(
-            budget=BudgetStore(client, reservation_ttl=settings.LLM_RESERVATION_TTL),
-            cache=ExactCache(client),
-            sink=RedisCallSink(client),
-            breaker=BREAKER,
-            settings=GatewaySettings(
-                reservation_ttl=settings.LLM_RESERVATION_TTL, nominal_rate=nominal_rate()
-            ),
-        )
-        _gateways[loop] = found
-    return found
+    with _gateways_lock:
+        found = _gateways.get(loop)
+        if found is None:
+            # A closed loop's gateway can never run again; its Redis pool references the loop,
+            # so the weak key alone would never let it go.
+            for closed in [other for other in _gateways if other.is_closed()]:
+                del _gateways[closed]
+            client = redis_client()
+            found = Gateway(
+                budget=BudgetStore(client, reservation_ttl=settings.LLM_RESERVATION_TTL),
+                cache=ExactCache(client),
+                sink=RedisCallSink(client),
+                breaker=BREAKER,
+                settings=GatewaySettings(
+                    reservation_ttl=settings.LLM_RESERVATION_TTL, nominal_rate=nominal_rate()
+                ),
+            )
+            _gateways[loop] = found
+        return found
+
+
+class _SyncLoop:
+    """One event loop in a daemon thread per process, for sync callers. Started on first use,
+    and again in a forked child (a Celery prefork worker inherits the object, not the thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            alive = self._thread is not None and self._thread.is_alive()
+            if self._loop is None or self._pid != os.getpid() or not alive:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="llm-gateway-loop", daemon=True
+                )
+                thread.start()
+                self._loop, self._thread, self._pid = loop, thread, os.getpid()
+            return self._loop
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coro.close()
+            raise RuntimeError("Called from async code: await the async variant instead.")
+        # The caller's context variables (request id, log bindings) follow the call.
+        context = contextvars.copy_context()
+
+        async def in_context() -> T:
+            for var, value in context.items():
+                var.set(value)
+            return await coro
+
+        future = asyncio.run_coroutine_threadsafe(in_context(), self.loop())
+        try:
+            return future.result()
+        except BaseException:
+            # Interrupted (a task's time limit, Ctrl-C): cancel the call, so the gateway settles
+            # what was produced instead of running on unobserved.
+            future.cancel()
+            raise
+
+
+_sync_loop = _SyncLoop()
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a gateway coroutine from sync code and return its result (or raise its error)."""
+    return _sync_loop.run(coro)

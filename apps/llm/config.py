@@ -7,8 +7,12 @@ workspace's limits, overrides and BYOK providers.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -56,61 +60,129 @@ def build_provider(name: str, *, api_key: str = "", base_url: str = "") -> Provi
     raise ValueError(f"Unknown provider {name!r}.")
 
 
+def platform_base_url(name: str) -> str:
+    """This deployment's endpoint for an SDK provider ("" → the SDK's default). BYOK keys for
+    `anthropic` and `openai` go there too: a proxy or regional endpoint applies to every key."""
+    if name == "anthropic":
+        return str(settings.ANTHROPIC_BASE_URL)
+    if name == "openai":
+        return str(settings.OPENAI_BASE_URL)
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """How to build one provider client. The key never shows in a repr or a traceback."""
+
+    name: str
+    api_key: str = field(default="", repr=False)
+    base_url: str = ""
+
+    @property
+    def cache_key(self) -> tuple[str, str, str]:
+        return (self.name, fingerprint(self.api_key) if self.api_key else "", self.base_url)
+
+
+_clients_lock = threading.Lock()
+# Per event loop: SDK clients pool connections that belong to the loop that opened them.
+_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, OrderedDict[tuple[str, str, str], Provider]
+] = weakref.WeakKeyDictionary()
+_CLIENTS_PER_LOOP = 256  # BYOK keys make this grow with workspaces: least recently used go
+
+
+def _client(spec: ProviderSpec) -> Provider:
+    """The client for `spec` on the running loop, built on first use there."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return build_provider(spec.name, api_key=spec.api_key, base_url=spec.base_url)
+    with _clients_lock:
+        clients = _clients.get(loop)
+        if clients is None:
+            for closed in [other for other in _clients if other.is_closed()]:
+                del _clients[closed]  # their pools reference the loop: the weak key never dies
+            clients = _clients[loop] = OrderedDict()
+        found = clients.get(spec.cache_key)
+        if found is None:
+            found = build_provider(spec.name, api_key=spec.api_key, base_url=spec.base_url)
+            clients[spec.cache_key] = found
+            while len(clients) > _CLIENTS_PER_LOOP:
+                _, evicted = clients.popitem(last=False)
+                _close_later(loop, evicted)
+        else:
+            clients.move_to_end(spec.cache_key)
+        return found
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_later(loop: asyncio.AbstractEventLoop, provider: Provider) -> None:
+    """Release an evicted client's connections. It is the least recently used of 256: a call
+    still holding it would have to outlast 255 other keys' first calls on this loop."""
+    close = getattr(provider, "aclose", None)
+    if close is not None:
+        task = loop.create_task(close())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+
+class LoopProviders(Mapping[str, Provider]):
+    """`CallScope.providers` for one call: the configured provider names, each resolved to the
+    running event loop's client when the gateway asks for it."""
+
+    def __init__(self, specs: Mapping[str, ProviderSpec]):
+        self._specs = dict(specs)
+
+    def __getitem__(self, name: str) -> Provider:
+        return _client(self._specs[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        return f"LoopProviders({sorted(self._specs)})"
+
+
 _platform_lock = threading.Lock()
-_platform: dict[str, Provider] | None = None
+_platform: dict[str, ProviderSpec] | None = None
 
 
-def platform_providers() -> dict[str, Provider]:
+def platform_providers() -> dict[str, ProviderSpec]:
     """Providers configured with the platform's own keys, plus the offline local model."""
     global _platform
     with _platform_lock:
         if _platform is None:
-            found: dict[str, Provider] = {LOCAL: build_provider(LOCAL)}
+            found: dict[str, ProviderSpec] = {LOCAL: ProviderSpec(LOCAL)}
             if settings.ANTHROPIC_API_KEY:
-                found["anthropic"] = build_provider(
-                    "anthropic",
-                    api_key=settings.ANTHROPIC_API_KEY,
-                    base_url=settings.ANTHROPIC_BASE_URL,
+                found["anthropic"] = ProviderSpec(
+                    "anthropic", settings.ANTHROPIC_API_KEY, platform_base_url("anthropic")
                 )
             if settings.OPENAI_API_KEY:
-                found["openai"] = build_provider(
-                    "openai", api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL
+                found["openai"] = ProviderSpec(
+                    "openai", settings.OPENAI_API_KEY, platform_base_url("openai")
                 )
             if settings.LLM_OPENAI_COMPATIBLE_BASE_URL:
-                found["openai_compatible"] = build_provider(
+                found["openai_compatible"] = ProviderSpec(
                     "openai_compatible",
-                    api_key=settings.LLM_OPENAI_COMPATIBLE_API_KEY,
-                    base_url=settings.LLM_OPENAI_COMPATIBLE_BASE_URL,
+                    settings.LLM_OPENAI_COMPATIBLE_API_KEY,
+                    settings.LLM_OPENAI_COMPATIBLE_BASE_URL,
                 )
             _platform = found
         return _platform
 
 
 def reset_providers() -> None:
-    """Forget built clients (tests that change keys or base URLs)."""
+    """Forget configured providers and built clients (tests that change keys or base URLs)."""
     global _platform
     with _platform_lock:
         _platform = None
-        _byok.clear()
-
-
-# BYOK clients, keyed by (workspace, provider, key fingerprint): a changed key builds a new one.
-_byok: OrderedDict[tuple[int, str, str, str], Provider] = OrderedDict()
-_BYOK_CACHE_SIZE = 256
-
-
-def _byok_provider(workspace_id: int, provider: str, key: str, base_url: str) -> Provider:
-    cache_key = (workspace_id, provider, fingerprint(key), base_url)
-    with _platform_lock:
-        found = _byok.get(cache_key)
-        if found is None:
-            found = build_provider(provider, api_key=key, base_url=base_url)
-            _byok[cache_key] = found
-            while len(_byok) > _BYOK_CACHE_SIZE:
-                _byok.popitem(last=False)
-        else:
-            _byok.move_to_end(cache_key)
-        return found
+    with _clients_lock:
+        _clients.clear()
 
 
 def timeout_for(feature: str) -> float:
@@ -119,11 +191,18 @@ def timeout_for(feature: str) -> float:
     return float(settings.LLM_TIMEOUTS[best])
 
 
+def _unless_empty(value: int | None, default: int) -> int:
+    # 0 is a limit (it switches the workspace's AI off), not "unset".
+    return default if value is None else value
+
+
 def limits_for(workspace: Workspace, ai: AISettings) -> Limits:
+    """The plan's limits, with the workspace's AI settings taking precedence where set."""
     plan = settings.LLM_PLAN_LIMITS.get(workspace.plan, settings.LLM_PLAN_LIMITS["free"])
     return Limits(
-        workspace_day_tokens=ai.daily_token_limit or plan["day_tokens"],
-        user_day_requests=ai.user_daily_request_limit or plan["user_day_requests"],
+        workspace_day_tokens=_unless_empty(ai.daily_token_limit, plan["day_tokens"]),
+        user_day_requests=_unless_empty(ai.user_daily_request_limit, plan["user_day_requests"]),
+        # A per-call cap of 0 would refuse every request as malformed: treat it as unset.
         max_tokens=ai.max_tokens_per_call or settings.LLM_MAX_TOKENS_PER_CALL,
         max_input_tokens=settings.LLM_MAX_INPUT_TOKENS,
     )
@@ -143,7 +222,8 @@ def call_scope_for(
     providers = dict(platform_providers())
     byok: set[str] = set()
     for key in provider_keys_decrypted(workspace=workspace):
-        providers[key.provider] = _byok_provider(workspace.pk, key.provider, key.key, key.base_url)
+        base_url = key.base_url or platform_base_url(key.provider)
+        providers[key.provider] = ProviderSpec(key.provider, key.key, base_url)
         byok.add(key.provider)
     overrides = {
         alias: Route(provider=str(spec["provider"]), model=str(spec["model"]))
@@ -156,7 +236,7 @@ def call_scope_for(
         actor=actor,
         feature=feature,
         routing=routing_table().with_overrides(overrides),
-        providers=providers,
+        providers=LoopProviders(providers),
         limits=limits_for(workspace, ai),
         user_id=user.pk if user is not None else None,
         byok=frozenset(byok),

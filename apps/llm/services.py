@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from asgiref.sync import async_to_sync
-
 from apps.workspaces.models import User, Workspace
 
-from .adapters import gateway
+from .adapters import gateway, run_sync
 from .config import call_scope_for
 from .core.budget import ScopeUsage
 from .core.context import Actor, CallScope, daily_scopes
@@ -34,7 +32,7 @@ def llm_chat(
     scope = call_scope_for(
         workspace=workspace, actor=actor, feature=feature, user=user, request_id=request_id
     )
-    return async_to_sync(_chat)(scope, request)
+    return run_sync(_chat(scope, request))
 
 
 async def allm_chat(*, scope: CallScope, request: ChatRequest) -> ChatResponse:
@@ -62,7 +60,7 @@ def llm_budget_usage(*, workspace: Workspace, user: User | None = None) -> list[
     scope = call_scope_for(
         workspace=workspace, actor=Actor("system", "budget"), feature="budget", user=user
     )
-    return async_to_sync(_usage)(scope)
+    return run_sync(_usage(scope))
 
 
 async def _janitor() -> int:
@@ -71,4 +69,4 @@ async def _janitor() -> int:
 
 def llm_reservations_janitor() -> int:
     """Release reservations whose caller died (beat runs this every minute)."""
-    return async_to_sync(_janitor)()
+    return run_sync(_janitor())

@@ -9,7 +9,8 @@ it directly.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import uuid
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.llm.core.context import CallRecord
+from apps.workspaces.models import Workspace
 
 from .masking import mask, mask_value
 from .models import LlmCallLog, LlmTrace
@@ -27,6 +29,8 @@ from .models import LlmCallLog, LlmTrace
 log = structlog.get_logger(__name__)
 
 QUEUE_KEY = "all_workspaces:llm:call_records"
+# Records that could not be read (a bug or a version mismatch): kept for a person to look at.
+DEAD_LETTER_KEY = "all_workspaces:llm:call_records:unreadable"
 
 
 class RedisCallSink:
@@ -36,7 +40,13 @@ class RedisCallSink:
         self.client = client
 
     async def record(self, record: CallRecord) -> None:
-        await self.client.rpush(QUEUE_KEY, json.dumps(asdict(record), default=str))
+        await self.client.rpush(QUEUE_KEY, _encode(record))
+
+
+def _encode(record: CallRecord) -> str:
+    # The fields are JSON-ready already (the trace holds plain dicts and lists), so a shallow
+    # map gives asdict's JSON without its deep copy of the trace, which cost more than the RPUSH.
+    return json.dumps({f.name: getattr(record, f.name) for f in fields(record)}, default=str)
 
 
 def _sync_client() -> redis.Redis:
@@ -46,10 +56,12 @@ def _sync_client() -> redis.Redis:
 def _rows(data: dict[str, Any]) -> tuple[LlmCallLog, LlmTrace]:
     created = datetime.fromtimestamp(data["started_at"], tz=UTC)
     trace = data.get("trace") or {}
+    # Parsed here, so a malformed id makes the record unreadable instead of failing its batch.
+    call_id, trace_id = uuid.UUID(data["call_id"]), uuid.UUID(data["trace_id"])
     call = LlmCallLog(
-        call_id=data["call_id"],
+        call_id=call_id,
         request_id=data["request_id"],
-        trace_id=data["trace_id"],
+        trace_id=trace_id,
         workspace_id=data["workspace_id"],
         actor_type=data["actor_type"],
         actor_id=data["actor_id"],
@@ -78,7 +90,7 @@ def _rows(data: dict[str, Any]) -> tuple[LlmCallLog, LlmTrace]:
         created_at=created,
     )
     masked = LlmTrace(
-        trace_id=data["trace_id"],
+        trace_id=trace_id,
         call=call,
         workspace_id=data["workspace_id"],
         messages=mask_value(trace.get("messages", [])),
@@ -98,8 +110,10 @@ def _rows(data: dict[str, Any]) -> tuple[LlmCallLog, LlmTrace]:
 def call_records_flush(*, batch: int = 500, client: redis.Redis | None = None) -> int:
     """Move queued call records into llm_call_log / llm_trace; return how many were stored.
 
-    Each batch is one transaction; a record already stored (same call_id) is skipped, so a
-    batch replayed after a crash stores nothing twice.
+    Each batch is one transaction; a record already stored (same call_id, in the table or twice
+    in the batch) is skipped, so a batch replayed after a crash stores nothing twice. A record
+    that cannot be read goes to a dead-letter list instead of blocking the queue forever; one
+    whose workspace was deleted meanwhile is dropped.
     """
     client = client or _sync_client()
     stored = 0
@@ -107,23 +121,47 @@ def call_records_flush(*, batch: int = 500, client: redis.Redis | None = None) -
         raw: list[bytes] = client.lpop(QUEUE_KEY, batch) or []  # type: ignore[assignment]
         if not raw:
             return stored
+        readable: list[bytes] = []
+        pairs: list[tuple[LlmCallLog, LlmTrace]] = []
+        unreadable: list[bytes] = []
+        for item in raw:
+            try:
+                pairs.append(_rows(json.loads(item)))
+            except (ValueError, KeyError, TypeError):
+                unreadable.append(item)
+            else:
+                readable.append(item)
+        if unreadable:
+            client.rpush(DEAD_LETTER_KEY, *unreadable)
+            log.error("call_records.unreadable", count=len(unreadable), key=DEAD_LETTER_KEY)
         try:
-            stored += _store([json.loads(item) for item in raw])
+            stored += _store(pairs)
         except Exception:
-            client.lpush(QUEUE_KEY, *reversed(raw))  # put them back; the next run retries
+            if readable:
+                client.lpush(QUEUE_KEY, *reversed(readable))  # put them back; the next run retries
             raise
         if len(raw) < batch:
             return stored
 
 
-def _store(records: list[dict[str, Any]]) -> int:
-    pairs = [_rows(r) for r in records]
-    ids = [c.call_id for c, _ in pairs]
-    known = {
-        str(k) for k in LlmCallLog.objects.filter(call_id__in=ids).values_list("call_id", flat=True)
-    }
-    fresh = [(c, t) for c, t in pairs if str(c.call_id) not in known]
+def _store(pairs: list[tuple[LlmCallLog, LlmTrace]]) -> int:
+    # UUIDs on both sides: records carry hex strings, the database returns UUIDs.
+    unique: dict[uuid.UUID, tuple[LlmCallLog, LlmTrace]] = {}
+    for call, trace in pairs:
+        unique.setdefault(call.call_id, (call, trace))
     with transaction.atomic():
+        known = set(
+            LlmCallLog.objects.filter(call_id__in=list(unique)).values_list("call_id", flat=True)
+        )
+        workspace_ids = {call.workspace_id for call, _ in unique.values()}
+        live = set(Workspace.objects.filter(pk__in=workspace_ids).values_list("pk", flat=True))
+        if gone := workspace_ids - live:
+            log.warning("call_records.workspace_gone", workspace_ids=sorted(gone))
+        fresh = [
+            (call, trace)
+            for call_id, (call, trace) in unique.items()
+            if call_id not in known and call.workspace_id in live
+        ]
         LlmCallLog.objects.bulk_create([c for c, _ in fresh])
         LlmTrace.objects.bulk_create([t for _, t in fresh])
     return len(fresh)

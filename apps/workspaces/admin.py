@@ -1,9 +1,23 @@
 from __future__ import annotations
 
+from typing import Any, cast
+
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.forms import BaseInlineFormSet, BaseModelFormSet
+from django.http import HttpRequest
 
-from .models import Domain, Invitation, Membership, User, Workspace
+from apps.common.errors import ApplicationError
+from apps.llm.config import routing_table
+
+from .ai import (
+    model_overrides_validate,
+    provider_key_delete,
+    provider_key_set,
+    provider_key_validate,
+)
+from .models import AISettings, Domain, Invitation, Membership, ProviderKey, User, Workspace
 
 
 @admin.register(User)
@@ -32,16 +46,162 @@ class MembershipInline(admin.TabularInline):
     raw_id_fields = ("user",)
 
 
+class AISettingsForm(forms.ModelForm):
+    class Meta:
+        model = AISettings
+        fields = (
+            "model_overrides",
+            "daily_token_limit",
+            "user_daily_request_limit",
+            "max_tokens_per_call",
+        )
+        help_texts = {
+            "model_overrides": 'e.g. {"smart": {"provider": "openai", "model": "gpt-4.1"}}: '
+            "replaces the alias's primary route for this workspace.",
+            "daily_token_limit": "Empty: the plan's default.",
+            "user_daily_request_limit": "Empty: the plan's default.",
+            "max_tokens_per_call": "Empty: the platform's default.",
+        }
+
+    def clean_model_overrides(self) -> dict[str, Any]:
+        try:
+            return model_overrides_validate(
+                self.cleaned_data.get("model_overrides"), aliases=routing_table().names()
+            )
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.message) from exc
+
+
+class AISettingsInline(admin.StackedInline):
+    model = AISettings
+    form = AISettingsForm
+    can_delete = False
+    max_num = 1
+    verbose_name_plural = "AI settings (empty: the plan's defaults)"
+
+
+class ProviderKeyForm(forms.ModelForm):
+    """The key is write-only: typed in, encrypted by `provider_key_set`, never rendered back
+    (not even after a validation error). Only its last 4 characters are ever shown."""
+
+    base_url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        help_text=ProviderKey._meta.get_field("base_url").help_text,
+    )
+    key = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only: stored encrypted. Leave empty to keep the current key.",
+    )
+
+    class Meta:
+        model = ProviderKey
+        fields = ("provider", "base_url")
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and "provider" in self.fields:
+            self.fields["provider"].disabled = True  # another provider is another key (row)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        key: str = cleaned.get("key") or ""
+        base_url: str = cleaned.get("base_url") or ""
+        if not key:
+            if self.instance.pk is None:
+                self.add_error("key", "Enter the provider's API key.")
+            elif "base_url" in self.changed_data:
+                # A stored key only ever goes to the server it was entered for.
+                self.add_error("key", "Enter the key again to change where it is sent.")
+            return cleaned
+        provider = cleaned.get("provider") or self.instance.provider
+        try:
+            cleaned["key"] = provider_key_validate(provider=provider, key=key, base_url=base_url)
+        except ApplicationError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+        return cleaned
+
+
+def _save_provider_key(form: ProviderKeyForm, row: ProviderKey, request: HttpRequest) -> None:
+    """Store a typed key through the service (it encrypts); no key typed → nothing changed."""
+    key = form.cleaned_data.get("key")
+    if not key:
+        return
+    saved = provider_key_set(
+        workspace=row.workspace,
+        provider=row.provider,
+        key=key,
+        base_url=row.base_url,
+        actor=cast(User, request.user),
+    )
+    row.pk = saved.pk
+    row.refresh_from_db()
+
+
+class KeyHintMixin:
+    @admin.display(description="Key")
+    def key_hint(self, row: ProviderKey) -> str:
+        return f"…{row.last4}" if row.last4 else "—"
+
+
+class ProviderKeyInline(KeyHintMixin, admin.TabularInline):
+    model = ProviderKey
+    form = ProviderKeyForm
+    extra = 0
+    fields = ("provider", "key", "key_hint", "base_url", "updated_at")
+    readonly_fields = ("key_hint", "updated_at")
+    verbose_name = "provider key (BYOK)"
+    verbose_name_plural = "provider keys (BYOK)"
+
+
 @admin.register(Workspace)
 class WorkspaceAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "schema_name", "created_at")
+    list_display = ("name", "slug", "schema_name", "plan", "created_at")
+    list_filter = ("plan",)
     search_fields = ("name", "slug")
     readonly_fields = ("schema_name", "slug", "created_by", "created_at")
-    inlines = (DomainInline, MembershipInline)
+    inlines = (DomainInline, MembershipInline, AISettingsInline, ProviderKeyInline)
 
     def has_add_permission(self, request: object) -> bool:
         # Workspaces are created through workspace_create (schema, domain, owner together).
         return False
+
+    def save_formset(
+        self, request: HttpRequest, form: Any, formset: BaseModelFormSet[Any, Any], change: bool
+    ) -> None:
+        if formset.model is not ProviderKey:
+            super().save_formset(request, form, formset, change)
+            return
+        assert isinstance(formset, BaseInlineFormSet)
+        # Sorts rows into new / changed / deleted (the admin's change message reads those
+        # lists) without saving: keys are written by the service, which encrypts them.
+        formset.save(commit=False)
+        for row in formset.deleted_objects:
+            provider_key_delete(workspace=row.workspace, provider=row.provider)
+        for key_form in formset.forms:
+            if key_form in formset.deleted_forms or not key_form.has_changed():
+                continue
+            _save_provider_key(key_form, key_form.instance, request)
+
+
+@admin.register(ProviderKey)
+class ProviderKeyAdmin(KeyHintMixin, admin.ModelAdmin):
+    form = ProviderKeyForm
+    list_display = ("workspace", "provider", "key_hint", "base_url", "created_by", "updated_at")
+    list_filter = ("provider",)
+    search_fields = ("workspace__slug", "workspace__name")
+    list_select_related = ("workspace", "created_by")
+    autocomplete_fields = ("workspace",)
+    fields = ("workspace", "provider", "key", "key_hint", "base_url", "created_by", "updated_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ProviderKey | None = None) -> Any:
+        readonly = ("key_hint", "created_by", "updated_at")
+        return ("workspace", *readonly) if obj is not None else readonly
+
+    def save_model(self, request: HttpRequest, obj: ProviderKey, form: Any, change: bool) -> None:
+        _save_provider_key(form, obj, request)
 
 
 @admin.register(Invitation)

@@ -223,7 +223,7 @@ class Gateway:
             if call.response is None:
                 call.response = await self._complete(call, call.request)
                 call.usage = call.response.usage
-                await self._structured_output(call)
+            await self._structured_output(call)  # a cache hit validates too: it sets `parsed`
             call.status = "ok"
         except GatewayError as exc:
             call.error = exc
@@ -263,7 +263,7 @@ class Gateway:
                     response=call.chat_response(),
                 )
                 return
-            events, event = await self._open_stream(call)
+            events, state, event = await self._open_stream(call)
             # Committed to this route: from the first event on there is no fallback (DESIGN §4).
             while event is not None:
                 if isinstance(event, ProviderUsageEvent):
@@ -413,19 +413,35 @@ class Gateway:
     def _provider(self, call: _Call, route: Route) -> Provider:
         return call.scope.providers[route.provider]
 
+    def _plan(self, call: _Call) -> list[Attempt]:
+        assert call.routes is not None
+        scope = call.scope
+
+        def circuit(route: Route) -> str:
+            # A workspace's own key fails on its own (its rate limit, its quota): its circuit
+            # must not shed the platform's key for every other workspace.
+            if route.provider in scope.byok:
+                return f"{route.provider}:{scope.schema}"
+            return route.provider
+
+        return attempt_plan(call.routes.routes, self.breaker, circuit=circuit)
+
     async def _on_failure(
         self, call: _Call, attempt: Attempt, exc: ProviderError, remaining: list[Attempt]
     ) -> None:
-        """Record a failed attempt; raise when nothing may follow it; wait out a short Retry-After."""
+        """Record a failed attempt; raise when nothing may follow it; wait out a short
+        Retry-After, or skip the retry when the wait is too long or the circuit just opened."""
         call.attempts.append(f"{attempt.route.provider}/{attempt.route.model}: {exc.kind}")
-        if exc.retryable:
-            self.breaker.record_failure(attempt.route.provider)
         if not exc.retryable:
             raise exc
+        self.breaker.record_failure(attempt.circuit)
         nxt = remaining[0] if remaining else None
         if nxt is not None and nxt.is_retry:
-            if exc.retry_after is not None and exc.retry_after > self.settings.retry_after_cap:
-                remaining.pop(0)  # too long to wait: go straight to the fallback
+            too_long = (
+                exc.retry_after is not None and exc.retry_after > self.settings.retry_after_cap
+            )
+            if too_long or not self.breaker.allows(attempt.circuit):
+                remaining.pop(0)  # go straight to the fallback
             elif exc.retry_after:
                 await asyncio.sleep(exc.retry_after)
         if remaining and remaining[0].is_fallback:
@@ -433,9 +449,10 @@ class Gateway:
 
     async def _complete(self, call: _Call, request: ChatRequest) -> ProviderResponse:
         assert call.routes is not None
-        plan = attempt_plan(call.routes.routes, self.breaker)
+        plan = self._plan(call)
         while plan:
             attempt = plan.pop(0)
+            self.breaker.begin(attempt.circuit)
             try:
                 response = await self._provider(call, attempt.route).complete(
                     self._provider_call(call, attempt.route, request)
@@ -443,7 +460,7 @@ class Gateway:
             except ProviderError as exc:
                 await self._on_failure(call, attempt, exc, plan)
                 continue
-            self.breaker.record_success(attempt.route.provider)
+            self.breaker.record_success(attempt.circuit)
             call.route, call.fallback_used = (
                 attempt.route,
                 call.fallback_used or attempt.is_fallback,
@@ -456,18 +473,26 @@ class Gateway:
 
     async def _open_stream(
         self, call: _Call
-    ) -> tuple[AsyncGenerator[ProviderEvent, None], ProviderEvent | None]:
-        """Try the attempt plan until a provider yields its first event; return its stream and
-        that event. Retries and fallback happen only here, before anything reached the caller."""
+    ) -> tuple[AsyncGenerator[ProviderEvent, None], _StreamState, ProviderEvent | None]:
+        """Try the attempt plan until a provider yields its first event for the caller; return
+        its stream, the usage it reported before that event, and the event. Retries and fallback
+        happen only here, before anything reached the caller. Usage reports are not such an
+        event: Anthropic sends one before any token, and a failure right after it must still
+        fall back."""
         assert call.routes is not None
-        plan = attempt_plan(call.routes.routes, self.breaker)
+        plan = self._plan(call)
         while plan:
             attempt = plan.pop(0)
+            self.breaker.begin(attempt.circuit)
             events = self._provider(call, attempt.route).stream(
                 self._provider_call(call, attempt.route, call.request)
             )
+            state = _StreamState()
             try:
                 first = await anext(events, None)
+                while isinstance(first, ProviderUsageEvent):
+                    state.absorb(first)
+                    first = await anext(events, None)
             except ProviderError as exc:
                 await events.aclose()
                 await self._on_failure(call, attempt, exc, plan)
@@ -475,9 +500,9 @@ class Gateway:
             except BaseException:
                 await events.aclose()
                 raise
-            self.breaker.record_success(attempt.route.provider)
+            self.breaker.record_success(attempt.circuit)
             call.route, call.fallback_used = attempt.route, attempt.is_fallback
-            return events, first
+            return events, state, first
         raise ProviderUnavailableError(
             f"No provider could answer “{call.routes.alias}” right now; try again shortly.",
             attempts=tuple(call.attempts),
@@ -541,7 +566,15 @@ class Gateway:
         await self.budget.settle(call.reservation, actual)
 
     async def store_exact_cache(self, call: _Call) -> None:
-        if call.key and call.status == "ok" and not call.cached and call.response is not None:
+        # The key names the primary model: a fallback's answer stored under it would be
+        # served for 24 h as the primary's, with another model's words.
+        if (
+            call.key
+            and call.status == "ok"
+            and not call.cached
+            and not call.fallback_used
+            and call.response is not None
+        ):
             await self.cache.set(call.key, call.response)
 
     async def debit_credits(self, call: _Call) -> None:
@@ -554,11 +587,10 @@ class Gateway:
     # --- helpers ------------------------------------------------------------------------
 
     def _scopes(self, call: _Call) -> list[Scope]:
-        worst = self._worst_cost(call)
-        extra = [
-            replace(s, amount=worst) if s.unit == "micro-dollars" else s
-            for s in call.scope.extra_scopes
-        ]
+        extra = list(call.scope.extra_scopes)
+        if any(s.unit == "micro-dollars" for s in extra):  # price the worst case only if it counts
+            worst = self._worst_cost(call)
+            extra = [replace(s, amount=worst) if s.unit == "micro-dollars" else s for s in extra]
         return [*daily_scopes(call.scope, tokens=call.input_estimate + call.max_tokens), *extra]
 
     def _worst_cost(self, call: _Call) -> int:

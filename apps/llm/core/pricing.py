@@ -7,10 +7,13 @@ budgets, credits and the paywall behave offline exactly as they do with real pro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
 import genai_prices
+from genai_prices import data_snapshot
+from genai_prices.types import ModelPrice, TieredPrices
 
 from .routing import LOCAL
 from .types import Usage
@@ -60,6 +63,14 @@ def cost_micros(
     """What `usage` on `model` costs, in integer micro-dollars (half-up rounding, once)."""
     if provider == LOCAL or not _known(provider, model):
         return _nominal(usage, nominal)
+    vendor, now = _vendor(provider), datetime.now(tz=UTC)
+    rates = _flat_rates(vendor, model, now)
+    if rates is None:
+        return _to_micros(_genai_dollars(vendor, model, usage, now))
+    return _to_micros(rates.price(usage))
+
+
+def _genai_dollars(vendor: str, model: str, usage: Usage, when: datetime) -> Decimal:
     price = genai_prices.calc_price(
         genai_prices.Usage(
             input_tokens=usage.input_tokens,
@@ -68,6 +79,76 @@ def cost_micros(
             cache_write_tokens=usage.cache_write_tokens or None,
         ),
         model_ref=model,
-        provider_id=_vendor(provider),
+        provider_id=vendor,
+        genai_request_timestamp=when,
     )
-    return _to_micros(Decimal(price.total_price))
+    return Decimal(price.total_price)
+
+
+@dataclass(frozen=True, slots=True)
+class _FlatRates:
+    """A flat genai-prices price as dollars per call and per token of each usage field."""
+
+    base: Decimal
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
+
+    def price(self, usage: Usage) -> Decimal:
+        return (
+            self.base
+            + self.input * usage.input_tokens
+            + self.output * usage.output_tokens
+            + self.cache_read * usage.cache_read_tokens
+            + self.cache_write * usage.cache_write_tokens
+        )
+
+
+# Usages the derived rates must price exactly as calc_price does before they are trusted.
+_CHECKS = (Usage(1000, 500), Usage(3300, 500, 2000, 300), Usage(98_765, 4_321, 50_000, 7))
+# id(ModelPrice) → (that price, its rates or None when only calc_price will do).
+_rates: dict[int, tuple[ModelPrice, _FlatRates | None]] = {}
+
+
+def _flat_rates(vendor: str, model: str, when: datetime) -> _FlatRates | None:
+    """The rates of the price genai-prices applies to `model` at `when`, when it is flat.
+
+    calc_price costs ~0.25 ms, and the gateway prices every call (and its worst case when a
+    scope counts money). A flat price is linear in the token counts, so rates taken from
+    calc_price itself give the same exact Decimal in a few µs. Keyed by the resolved price object, so a
+    dated or time-of-day price change, or a prices update, resolves to new rates.
+    """
+    _, info = data_snapshot.get_snapshot().find_provider_model(model, None, vendor, None)
+    prices = info.get_prices(when)
+    found = _rates.get(id(prices))
+    if found is not None and found[0] is prices:
+        return found[1]
+    rates = _derive_rates(vendor, model, when, prices)
+    if len(_rates) >= 1024:
+        _rates.clear()
+    _rates[id(prices)] = (prices, rates)
+    return rates
+
+
+def _derive_rates(vendor: str, model: str, when: datetime, prices: ModelPrice) -> _FlatRates | None:
+    if any(isinstance(value, TieredPrices) for value in vars(prices).values()):
+        return None  # the tier depends on the total input: not linear
+
+    def at(i: int = 0, o: int = 0, r: int = 0, w: int = 0) -> Decimal:
+        return _genai_dollars(vendor, model, Usage(i, o, r, w), when)
+
+    try:
+        base, one_input = at(), at(i=1)
+        rates = _FlatRates(
+            base=base,
+            input=one_input - base,
+            output=at(o=1) - base,
+            # Cached tokens are part of input_tokens: their rate is the difference to input's.
+            cache_read=at(i=1, r=1) - one_input,
+            cache_write=at(i=1, w=1) - one_input,
+        )
+        exact = all(rates.price(u) == _genai_dollars(vendor, model, u, when) for u in _CHECKS)
+    except (ArithmeticError, LookupError, ValueError):
+        return None
+    return rates if exact else None

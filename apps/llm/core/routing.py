@@ -102,10 +102,12 @@ class RoutingTable:
         spec = self.aliases.get(alias)
         if spec is None:
             known = ", ".join(sorted(a for a, s in self.aliases.items() if s.kind == kind))
-            raise UnknownAliasError(f"Unknown model alias “{alias}”; use one of: {known}.")
+            raise UnknownAliasError(
+                f"Unknown model alias “{alias}”; use one of: {known}.", field="alias"
+            )
         if spec.kind != kind:
             raise InvalidRequestError(
-                f"“{alias}” is a {spec.kind} alias, not a {kind} one.", field="model"
+                f"“{alias}” is a {spec.kind} alias, not a {kind} one.", field="alias"
             )
         routes = [
             r for r in (spec.primary, spec.fallback) if r is not None and r.provider in configured

@@ -6,12 +6,12 @@ python manage.py llm budget --workspace acme [--json]
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.llm.adapters import run_sync
 from apps.llm.config import call_scope_for
 from apps.llm.core.context import Actor
 from apps.llm.core.errors import GatewayError
@@ -135,7 +135,7 @@ class Command(BaseCommand):
                 raise CommandError("The stream ended without an answer (truncated).")
             return done
 
-        return asyncio.run(run())
+        return run_sync(run())
 
     def _budget(self, workspace: Workspace, *, as_json: bool) -> None:
         rows = llm_budget_usage(workspace=workspace)
