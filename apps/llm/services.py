@@ -12,7 +12,7 @@ from .adapters import gateway, run_sync
 from .config import call_scope_for
 from .core.budget import ScopeUsage
 from .core.context import Actor, CallScope, daily_scopes
-from .core.types import ChatRequest, ChatResponse, StreamEvent
+from .core.types import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
 
 
 async def _chat(scope: CallScope, request: ChatRequest) -> ChatResponse:
@@ -49,6 +49,32 @@ async def llm_stream(*, scope: CallScope, request: ChatRequest) -> AsyncIterator
             yield event
     finally:
         await events.aclose()  # type: ignore[attr-defined]
+
+
+async def _embed(scope: CallScope, request: EmbedRequest) -> EmbedResponse:
+    return await gateway().embed(scope, request)
+
+
+def llm_embed(
+    *,
+    workspace: Workspace,
+    actor: Actor,
+    feature: str,
+    inputs: tuple[str, ...],
+    alias: str = "embed",
+    user: User | None = None,
+    request_id: str | None = None,
+) -> EmbedResponse:
+    """Vectors for `inputs` through an embedding alias; the response names the model, which
+    every index must record (never mix models)."""
+    scope = call_scope_for(
+        workspace=workspace, actor=actor, feature=feature, user=user, request_id=request_id
+    )
+    return run_sync(_embed(scope, EmbedRequest(alias=alias, inputs=inputs)))
+
+
+async def allm_embed(*, scope: CallScope, request: EmbedRequest) -> EmbedResponse:
+    return await gateway().embed(scope, request)
 
 
 async def _usage(scope: CallScope) -> list[ScopeUsage]:

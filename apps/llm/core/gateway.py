@@ -16,44 +16,39 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
 
-import jsonschema
-
-from .budget import BudgetStore, Reservation, Scope
+from .budget import BudgetStore, Scope
 from .cache import ExactCache, cache_key
+from .call import Call, StreamState, measure
+from .checks import check_chat_request, check_embed_request, json_error
 from .context import CallRecord, CallScope, CallSink, DebitPort, NoDebit, daily_scopes
 from .errors import (
     GatewayError,
-    InvalidRequestError,
     ProviderError,
     ProviderUnavailableError,
     StructuredOutputError,
 )
 from .pricing import PRICE_DATA_VERSION, NominalRate, cost_micros
-from .providers.base import Provider, ProviderCall
+from .providers.base import Embeddings, Provider, ProviderCall
 from .resilience import Attempt, CircuitBreaker, attempt_plan
-from .routing import ResolvedRoutes, Route
+from .routing import Route
 from .safety import injection_signals
-from .tokens import count_message_tokens, count_tokens
 from .types import (
     ChatRequest,
     ChatResponse,
     DoneEvent,
+    EmbedRequest,
+    EmbedResponse,
     ErrorEvent,
     Message,
     ProviderEvent,
     ProviderResponse,
     ProviderUsageEvent,
     StreamEvent,
-    ThinkingEvent,
     TokenEvent,
-    ToolCall,
     ToolUseEvent,
     Usage,
 )
-
-MAX_TOKENS_CEILING = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,115 +58,7 @@ class GatewaySettings:
     nominal_rate: NominalRate = field(default_factory=NominalRate)
 
 
-@dataclass
-class _Call:
-    """The state of one call as it moves through the stages."""
-
-    scope: CallScope
-    request: ChatRequest
-    streaming: bool
-    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    trace_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    request_id: str = ""
-    started: float = field(default_factory=time.perf_counter)
-    started_at: float = field(default_factory=time.time)
-    routes: ResolvedRoutes | None = None
-    max_tokens: int = 0
-    input_estimate: int = 0
-    reservation: Reservation | None = None
-    key: str | None = None
-    response: ProviderResponse | None = None
-    route: Route | None = None
-    fallback_used: bool = False
-    cached: bool = False
-    attempts: list[str] = field(default_factory=list)
-    status: str = "error"
-    error: GatewayError | None = None
-    usage: Usage = field(default_factory=Usage)
-    cost: int = 0
-    parsed: Any = None
-    signals: list[str] = field(default_factory=list)
-    settled: bool = False
-
-    @property
-    def offline(self) -> bool:
-        return self.route is not None and self.route.provider == "local"
-
-    def chat_response(self) -> ChatResponse:
-        assert self.response is not None
-        assert self.routes is not None
-        assert self.route is not None
-        return ChatResponse(
-            text=self.response.text,
-            tool_calls=self.response.tool_calls,
-            usage=self.usage,
-            alias=self.routes.alias,
-            provider=self.route.provider,
-            model=self.response.model or self.route.model,
-            finish_reason=self.response.finish_reason,
-            cost_micros=self.cost,
-            cached=self.cached,
-            fallback_used=self.fallback_used,
-            request_id=self.request_id,
-            trace_id=self.trace_id,
-            duration_ms=(time.perf_counter() - self.started) * 1000,
-            offline=self.offline,
-            parsed=self.parsed,
-        )
-
-
-@dataclass
-class _StreamState:
-    """What a stream produced so far: enough to settle exactly, however it ends."""
-
-    text: list[str] = field(default_factory=list)
-    thinking: list[str] = field(default_factory=list)
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    reported: Usage = field(default_factory=Usage)
-    finish: str | None = None
-    model: str = ""
-
-    def absorb(self, event: ProviderUsageEvent) -> None:
-        self.reported = _max_usage(self.reported, event.usage)
-        self.finish = event.finish_reason or self.finish
-        self.model = event.model or self.model
-
-    def keep(self, event: Any, call: _Call) -> None:
-        if isinstance(event, TokenEvent):
-            self.text.append(event.text)
-        elif isinstance(event, ThinkingEvent):
-            self.thinking.append(event.text)
-        elif isinstance(event, ToolUseEvent):
-            self.tool_calls.append(event.call)
-
-    def usage(self, call: _Call, *, finished: bool) -> Usage:
-        """The provider's final usage when it sent one; otherwise its input count (or our
-        estimate) and the tokens of the text actually produced."""
-        if finished and self.reported.output_tokens:
-            return self.reported
-        produced = count_tokens("".join(self.text)) + sum(
-            count_tokens(json.dumps(c.arguments)) for c in self.tool_calls
-        )
-        return replace(
-            self.reported,
-            input_tokens=self.reported.input_tokens or call.input_estimate,
-            output_tokens=max(self.reported.output_tokens, produced),
-        )
-
-    def response(self, call: _Call, *, finish: str | None) -> ProviderResponse:
-        assert call.route is not None
-        reason = finish or self.finish or ("tool_calls" if self.tool_calls else "stop")
-        return ProviderResponse(
-            text="".join(self.text),
-            usage=call.usage,
-            model=self.model or call.route.model,
-            finish_reason=reason,  # type: ignore[arg-type]
-            tool_calls=tuple(self.tool_calls),
-            thinking="".join(self.thinking),
-        )
-
-
-Stage = Callable[[_Call], Awaitable[None]]
+Stage = Callable[[Call], Awaitable[None]]
 
 
 class Gateway:
@@ -211,7 +98,7 @@ class Gateway:
 
     async def chat(self, scope: CallScope, request: ChatRequest) -> ChatResponse:
         """One answer. Raises a GatewayError subclass when there is none."""
-        call = _Call(
+        call = Call(
             scope=scope,
             request=request,
             streaming=False,
@@ -239,14 +126,14 @@ class Gateway:
         """Typed events ending with `done`. Errors before the first event raise (so an edge can
         still answer 4xx/5xx); after it, they end the stream with `error` + `done{truncated}`.
         Closing the iterator closes the provider stream and settles the tokens produced."""
-        call = _Call(
+        call = Call(
             scope=scope,
             request=request,
             streaming=True,
             request_id=scope.request_id or uuid.uuid4().hex,
         )
         events: AsyncGenerator[ProviderEvent, None] | None = None
-        state = _StreamState()
+        state = StreamState()
         try:
             for stage in self.before_call:
                 await stage(call)
@@ -308,66 +195,72 @@ class Gateway:
                     call.response = state.response(call, finish="cancelled")
             await asyncio.shield(self._after(call))
 
+    async def embed(self, scope: CallScope, request: EmbedRequest) -> EmbedResponse:
+        """Vectors for `request.inputs`, under the same budget, metering and records as chat.
+
+        An embedding alias has one route and no fallback: vectors of two models must never
+        share an index. A retryable failure is retried once on the same route.
+        """
+        call = Call(
+            scope=scope,
+            request=ChatRequest(
+                alias=request.alias,
+                messages=tuple(Message("user", text) for text in request.inputs),
+                cache=False,
+                metadata={"kind": "embed"},
+            ),
+            streaming=False,
+            request_id=scope.request_id or uuid.uuid4().hex,
+        )
+        vectors: tuple[tuple[float, ...], ...] = ()
+        try:
+            call.input_estimate = check_embed_request(request, scope.limits)
+            call.routes = scope.routing.resolve(
+                request.alias, configured=frozenset(scope.providers), kind="embed"
+            )
+            call.route = call.routes.primary
+            await self.reserve_budget(call)
+            result = await self._embed_with_retry(call, request)
+            vectors, call.usage = result.vectors, result.usage
+            call.response = ProviderResponse(text="", usage=result.usage, model=result.model)
+            call.status = "ok"
+        except GatewayError as exc:
+            call.error = exc
+            raise
+        except asyncio.CancelledError:
+            call.status = "cancelled"
+            raise
+        finally:
+            await asyncio.shield(self._after(call))
+        assert call.route is not None
+        assert call.response is not None
+        return EmbedResponse(
+            vectors=vectors,
+            model=call.response.model,
+            provider=call.route.provider,
+            usage=call.usage,
+            cost_micros=call.cost,
+            request_id=call.request_id,
+            trace_id=call.trace_id,
+        )
+
+    async def _embed_with_retry(self, call: Call, request: EmbedRequest) -> Embeddings:
+        assert call.route is not None
+        provider = self._provider(call, call.route)
+        timeout = call.scope.timeout
+        try:
+            return await provider.embed(request.inputs, model=call.route.model, timeout=timeout)
+        except ProviderError as exc:
+            call.attempts.append(f"{call.route.provider}/{call.route.model}: {exc.kind}")
+            if not exc.retryable:
+                raise
+        return await provider.embed(request.inputs, model=call.route.model, timeout=timeout)
+
     # --- before the call ----------------------------------------------------------------
+    async def validate(self, call: Call) -> None:
+        call.input_estimate = check_chat_request(call.request, call.scope.limits)
 
-    async def validate(self, call: _Call) -> None:
-        request, limits = call.request, call.scope.limits
-        if not request.messages:
-            raise InvalidRequestError("Send at least one message.", field="messages")
-        for index, message in enumerate(request.messages):
-            if message.role not in ("system", "user", "assistant", "tool"):
-                raise InvalidRequestError(
-                    f"messages[{index}].role must be system, user, assistant or tool.",
-                    field=f"messages[{index}].role",
-                )
-            if not isinstance(message.content, str):
-                raise InvalidRequestError(
-                    f"messages[{index}].content must be text.", field=f"messages[{index}].content"
-                )
-            if message.role == "tool" and not message.tool_call_id:
-                raise InvalidRequestError(
-                    f"messages[{index}] is a tool result without tool_call_id.",
-                    field=f"messages[{index}].tool_call_id",
-                )
-        if request.max_tokens is not None and not 1 <= request.max_tokens <= min(
-            limits.max_tokens, MAX_TOKENS_CEILING
-        ):
-            raise InvalidRequestError(
-                f"max_tokens must be between 1 and {min(limits.max_tokens, MAX_TOKENS_CEILING)}.",
-                field="max_tokens",
-            )
-        if request.temperature is not None and not 0 <= request.temperature <= 2:
-            raise InvalidRequestError("temperature must be between 0 and 2.", field="temperature")
-        fmt = request.response_format
-        if fmt is not None and fmt.type == "json_schema":
-            if not isinstance(fmt.json_schema, dict):
-                raise InvalidRequestError(
-                    "response_format.json_schema must be a JSON Schema object.",
-                    field="response_format",
-                )
-            try:
-                jsonschema.Draft202012Validator.check_schema(fmt.json_schema)
-            except jsonschema.SchemaError as exc:
-                raise InvalidRequestError(
-                    f"response_format.json_schema is not a valid JSON Schema: {exc.message}",
-                    field="response_format",
-                ) from exc
-        for tool in request.tools:
-            try:
-                jsonschema.Draft202012Validator.check_schema(tool.parameters)
-            except jsonschema.SchemaError as exc:
-                raise InvalidRequestError(
-                    f"tools[{tool.name}].parameters is not a valid JSON Schema: {exc.message}",
-                    field="tools",
-                ) from exc
-        call.input_estimate = count_message_tokens(request.messages, request.tools)
-        if call.input_estimate > limits.max_input_tokens:
-            raise InvalidRequestError(
-                f"The input is about {call.input_estimate} tokens; the limit is {limits.max_input_tokens}.",
-                field="messages",
-            )
-
-    async def resolve_alias(self, call: _Call) -> None:
+    async def resolve_alias(self, call: Call) -> None:
         scope = call.scope
         call.routes = scope.routing.resolve(
             call.request.alias, configured=frozenset(scope.providers)
@@ -377,15 +270,15 @@ class Gateway:
         )
         call.route = call.routes.primary
 
-    async def safety_precheck(self, call: _Call) -> None:
+    async def safety_precheck(self, call: Call) -> None:
         call.signals = injection_signals(call.request.messages)
 
-    async def reserve_budget(self, call: _Call) -> None:
+    async def reserve_budget(self, call: Call) -> None:
         call.reservation = await self.budget.reserve(
             self._scopes(call), ttl=self.settings.reservation_ttl
         )
 
-    async def lookup_exact_cache(self, call: _Call) -> None:
+    async def lookup_exact_cache(self, call: Call) -> None:
         if not call.request.cache:
             return
         assert call.route is not None
@@ -402,7 +295,7 @@ class Gateway:
 
     # --- the call -----------------------------------------------------------------------
 
-    def _provider_call(self, call: _Call, route: Route, request: ChatRequest) -> ProviderCall:
+    def _provider_call(self, call: Call, route: Route, request: ChatRequest) -> ProviderCall:
         return ProviderCall(
             request=request,
             model=route.model,
@@ -410,10 +303,10 @@ class Gateway:
             timeout=request.timeout or call.scope.timeout,
         )
 
-    def _provider(self, call: _Call, route: Route) -> Provider:
+    def _provider(self, call: Call, route: Route) -> Provider:
         return call.scope.providers[route.provider]
 
-    def _plan(self, call: _Call) -> list[Attempt]:
+    def _plan(self, call: Call) -> list[Attempt]:
         assert call.routes is not None
         scope = call.scope
 
@@ -427,7 +320,7 @@ class Gateway:
         return attempt_plan(call.routes.routes, self.breaker, circuit=circuit)
 
     async def _on_failure(
-        self, call: _Call, attempt: Attempt, exc: ProviderError, remaining: list[Attempt]
+        self, call: Call, attempt: Attempt, exc: ProviderError, remaining: list[Attempt]
     ) -> None:
         """Record a failed attempt; raise when nothing may follow it; wait out a short
         Retry-After, or skip the retry when the wait is too long or the circuit just opened."""
@@ -447,7 +340,7 @@ class Gateway:
         if remaining and remaining[0].is_fallback:
             self.breaker.fallbacks[attempt.route.provider] += 1
 
-    async def _complete(self, call: _Call, request: ChatRequest) -> ProviderResponse:
+    async def _complete(self, call: Call, request: ChatRequest) -> ProviderResponse:
         assert call.routes is not None
         plan = self._plan(call)
         while plan:
@@ -472,8 +365,8 @@ class Gateway:
         )
 
     async def _open_stream(
-        self, call: _Call
-    ) -> tuple[AsyncGenerator[ProviderEvent, None], _StreamState, ProviderEvent | None]:
+        self, call: Call
+    ) -> tuple[AsyncGenerator[ProviderEvent, None], StreamState, ProviderEvent | None]:
         """Try the attempt plan until a provider yields its first event for the caller; return
         its stream, the usage it reported before that event, and the event. Retries and fallback
         happen only here, before anything reached the caller. Usage reports are not such an
@@ -487,7 +380,7 @@ class Gateway:
             events = self._provider(call, attempt.route).stream(
                 self._provider_call(call, attempt.route, call.request)
             )
-            state = _StreamState()
+            state = StreamState()
             try:
                 first = await anext(events, None)
                 while isinstance(first, ProviderUsageEvent):
@@ -508,12 +401,12 @@ class Gateway:
             attempts=tuple(call.attempts),
         )
 
-    async def _structured_output(self, call: _Call) -> None:
+    async def _structured_output(self, call: Call) -> None:
         """Validate JSON replies server-side; retry once with the validation error."""
         fmt = call.request.response_format
         if fmt is None or fmt.type == "text" or call.response is None or call.response.tool_calls:
             return
-        error = _json_error(call.response.text, fmt.json_schema)
+        error = json_error(call.response.text, fmt.json_schema)
         if error is None:
             call.parsed = json.loads(call.response.text)
             return
@@ -530,7 +423,7 @@ class Gateway:
         )
         call.response = await self._complete(call, retry)
         call.usage = call.usage + call.response.usage
-        error = _json_error(call.response.text, fmt.json_schema)
+        error = json_error(call.response.text, fmt.json_schema)
         if error is not None:
             raise StructuredOutputError(
                 f"The model's reply did not match the requested JSON Schema: {error}"
@@ -539,7 +432,7 @@ class Gateway:
 
     # --- after the call -----------------------------------------------------------------
 
-    async def _after(self, call: _Call) -> None:
+    async def _after(self, call: Call) -> None:
         """Run the after-call stages once per call, however the call ended."""
         if call.settled:
             return
@@ -547,7 +440,7 @@ class Gateway:
         for stage in self.after_call:
             await stage(call)
 
-    async def meter_cost(self, call: _Call) -> None:
+    async def meter_cost(self, call: Call) -> None:
         if call.route is None or call.cached:
             call.cost = 0
             return
@@ -555,17 +448,17 @@ class Gateway:
             call.route.provider, call.route.model, call.usage, nominal=self.settings.nominal_rate
         )
 
-    async def settle_budget(self, call: _Call) -> None:
+    async def settle_budget(self, call: Call) -> None:
         if call.reservation is None:
             return
         counted = call.status != "error" or call.usage.total_tokens > 0
         actual = {
-            scope.name: _measure(scope, call.usage, call.cost, counted)
+            scope.name: measure(scope, call.usage, call.cost, counted)
             for scope in call.reservation.scopes
         }
         await self.budget.settle(call.reservation, actual)
 
-    async def store_exact_cache(self, call: _Call) -> None:
+    async def store_exact_cache(self, call: Call) -> None:
         # The key names the primary model: a fallback's answer stored under it would be
         # served for 24 h as the primary's, with another model's words.
         if (
@@ -577,23 +470,23 @@ class Gateway:
         ):
             await self.cache.set(call.key, call.response)
 
-    async def debit_credits(self, call: _Call) -> None:
+    async def debit_credits(self, call: Call) -> None:
         if call.status != "error" or call.cost:
             await self.debit.debit(self._record(call))
 
-    async def record_call(self, call: _Call) -> None:
+    async def record_call(self, call: Call) -> None:
         await self.sink.record(self._record(call))
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _scopes(self, call: _Call) -> list[Scope]:
+    def _scopes(self, call: Call) -> list[Scope]:
         extra = list(call.scope.extra_scopes)
         if any(s.unit == "micro-dollars" for s in extra):  # price the worst case only if it counts
             worst = self._worst_cost(call)
             extra = [replace(s, amount=worst) if s.unit == "micro-dollars" else s for s in extra]
         return [*daily_scopes(call.scope, tokens=call.input_estimate + call.max_tokens), *extra]
 
-    def _worst_cost(self, call: _Call) -> int:
+    def _worst_cost(self, call: Call) -> int:
         assert call.routes is not None
         worst = Usage(input_tokens=call.input_estimate, output_tokens=call.max_tokens)
         return max(
@@ -601,7 +494,7 @@ class Gateway:
             for r in call.routes.routes
         )
 
-    def _record(self, call: _Call) -> CallRecord:
+    def _record(self, call: Call) -> CallRecord:
         route = call.route
         error = call.error
         request = call.request
@@ -662,40 +555,3 @@ class Gateway:
                 "metadata": dict(request.metadata),
             },
         )
-
-
-def _measure(scope: Scope, usage: Usage, cost: int, counted: bool) -> int:
-    if scope.unit == "tokens":
-        return usage.total_tokens
-    if scope.unit == "requests":
-        return 1 if counted else 0
-    return cost
-
-
-def _max_usage(a: Usage, b: Usage) -> Usage:
-    return Usage(
-        *(
-            max(x, y)
-            for x, y in zip(
-                (a.input_tokens, a.output_tokens, a.cache_read_tokens, a.cache_write_tokens),
-                (b.input_tokens, b.output_tokens, b.cache_read_tokens, b.cache_write_tokens),
-                strict=True,
-            )
-        )
-    )
-
-
-def _json_error(text: str, schema: dict[str, Any] | None) -> str | None:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return f"not JSON ({exc.msg} at position {exc.pos})"
-    if schema is None:
-        return None if isinstance(value, dict) else "expected a JSON object"
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema).iter_errors(value)
-    )
-    if error is None:
-        return None
-    where = "/".join(str(p) for p in error.absolute_path) or "the top level"
-    return f"{error.message} at {where}"
