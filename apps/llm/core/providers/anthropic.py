@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -25,7 +24,7 @@ from ..types import (
     Usage,
 )
 from .base import Embeddings, ProviderCall
-from .http_errors import status_error, transport_error, unexpected_error
+from .http_errors import status_error, tool_arguments, transport_error, unexpected_error
 
 _FINISH: dict[str | None, FinishReason] = {
     "end_turn": "stop",
@@ -104,7 +103,7 @@ class AnthropicProvider:
                             tools[event.index][2].append(delta.partial_json)
                     elif event.type == "content_block_stop" and event.index in tools:
                         call_id, name, parts = tools.pop(event.index)
-                        arguments = self._arguments("".join(parts))
+                        arguments = tool_arguments(self.name, "".join(parts))
                         yield ToolUseEvent(
                             call=ToolCall(id=call_id, name=name, arguments=arguments)
                         )
@@ -131,19 +130,6 @@ class AnthropicProvider:
         """Release pooled connections; an injected http_client stays the caller's to close."""
         if self._owns_http_client:
             await self._client.close()
-
-    def _arguments(self, raw: str) -> dict[str, Any]:
-        try:
-            value = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            value = None
-        if not isinstance(value, dict):
-            raise ProviderError(
-                f"{self.name} streamed tool arguments that are not a JSON object.",
-                retryable=True,
-                provider=self.name,
-            )
-        return value
 
     def _error(self, exc: Exception, *, mid_stream: bool) -> ProviderError:
         if isinstance(exc, ProviderError):

@@ -7,10 +7,12 @@ the key), and never from the request.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from ..errors import ProviderError
 
@@ -122,3 +124,18 @@ def _classify(status: int, error_type: str | None) -> tuple[str, bool]:
     if status >= 500 or status == 409:
         return "error", True
     return "bad_request", False
+
+
+def tool_arguments(provider: str, raw: str) -> dict[str, Any]:
+    """A tool call's JSON arguments; anything but an object is a (retryable) provider fault."""
+    try:
+        value = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ProviderError(
+            f"{provider} returned tool arguments that are not a JSON object.",
+            retryable=True,
+            provider=provider,
+        )
+    return value

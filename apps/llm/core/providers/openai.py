@@ -25,7 +25,7 @@ from ..types import (
     Usage,
 )
 from .base import Embeddings, ProviderCall
-from .http_errors import status_error, transport_error, unexpected_error
+from .http_errors import status_error, tool_arguments, transport_error, unexpected_error
 
 _FINISH: dict[str | None, FinishReason] = {
     "stop": "stop",
@@ -112,7 +112,7 @@ class OpenAIProvider:
                             # Arguments are complete only once the choice finishes.
                             for index in sorted(tools):
                                 call_id, name, raw = tools.pop(index)
-                                arguments = self._arguments(raw)
+                                arguments = tool_arguments(self.name, raw)
                                 tool_call = ToolCall(id=call_id, name=name, arguments=arguments)
                                 yield ToolUseEvent(call=tool_call)
             except Exception as exc:
@@ -196,7 +196,11 @@ class OpenAIProvider:
         choice = reply.choices[0]
         message = choice.message
         calls = tuple(
-            ToolCall(id=c.id, name=c.function.name, arguments=self._arguments(c.function.arguments))
+            ToolCall(
+                id=c.id,
+                name=c.function.name,
+                arguments=tool_arguments(self.name, c.function.arguments),
+            )
             for c in message.tool_calls or ()
             if c.type == "function"
         )
@@ -209,19 +213,6 @@ class OpenAIProvider:
             thinking=_reasoning(message),
             provider_request_id=reply._request_id,
         )
-
-    def _arguments(self, raw: str) -> dict[str, Any]:
-        try:
-            value = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            value = None
-        if not isinstance(value, dict):
-            raise ProviderError(
-                f"{self.name} returned tool arguments that are not a JSON object.",
-                retryable=True,
-                provider=self.name,
-            )
-        return value
 
     def _error(self, exc: Exception, *, mid_stream: bool) -> ProviderError:
         if isinstance(exc, ProviderError):
