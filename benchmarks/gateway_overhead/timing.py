@@ -97,15 +97,19 @@ async def run_breakdown(
     gateway = clients.gateway
     times: dict[str, list[float]] = defaultdict(list)
     before, after, scope = gateway.before_call, gateway.after_call, clients.scope
+    together = gateway.after_call_together
     gateway.before_call = tuple(_timed_stage(s, times[s.__name__]) for s in before)
     gateway.after_call = tuple(_timed_stage(s, times[s.__name__]) for s in after)
+    gateway.after_call_together = tuple(_timed_stage(s, times[s.__name__]) for s in together)
     provider = _TimedProvider(scope.providers["openai"], times["provider call"])
     clients.scope = replace(scope, providers={"openai": provider})
     try:
         series = await run_phase(clients, hit=False, calls=calls, tag="breakdown", rng=rng)
     finally:
         gateway.before_call, gateway.after_call, clients.scope = before, after, scope
-    stages = [s.__name__ for s in before] + ["provider call"] + [s.__name__ for s in after]
+        gateway.after_call_together = together
+    stages = [s.__name__ for s in (*before,)] + ["provider call"]
+    stages += [s.__name__ for s in (*after, *together)]
     totals = [g * 1e3 for g in series.gateway]
     accounted = [sum(times[name][i] for name in stages) for i in range(calls)]
     ordered = {name: times[name] for name in stages}

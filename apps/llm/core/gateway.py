@@ -2,7 +2,7 @@
 
     before the call:  validate → resolve alias → safety pre-check → reserve budget → exact cache
     the call:         primary, one retry, one fallback (only before the first streamed token)
-    after the call:   meter cost → settle budget → store in cache → debit credits → record
+    after the call:   meter cost → then together: settle budget, store in cache, debit credits, record
 
 The "after" stages run whatever happened — success, error, cancellation — so no reservation
 outlives its call and every call leaves exactly one record. Plain Python: no Django here.
@@ -86,8 +86,10 @@ class Gateway:
             self.reserve_budget,
             self.lookup_exact_cache,
         )
-        self.after_call: tuple[Stage, ...] = (
-            self.meter_cost,
+        self.after_call: tuple[Stage, ...] = (self.meter_cost,)
+        # ...then these, together: independent, idempotent writes (settle, cache, ledger,
+        # record), so their Redis round trips overlap instead of adding up on every call.
+        self.after_call_together: tuple[Stage, ...] = (
             self.settle_budget,
             self.store_exact_cache,
             self.debit_credits,
@@ -439,6 +441,11 @@ class Gateway:
         call.settled = True
         for stage in self.after_call:
             await stage(call)
+        together = (stage(call) for stage in self.after_call_together)
+        results = await asyncio.gather(*together, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]
 
     async def meter_cost(self, call: Call) -> None:
         if call.route is None or call.cached:
