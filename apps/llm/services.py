@@ -15,10 +15,6 @@ from .core.context import Actor, CallScope, daily_scopes
 from .core.types import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
 
 
-async def _chat(scope: CallScope, request: ChatRequest) -> ChatResponse:
-    return await gateway().chat(scope, request)
-
-
 def llm_chat(
     *,
     workspace: Workspace,
@@ -32,7 +28,7 @@ def llm_chat(
     scope = call_scope_for(
         workspace=workspace, actor=actor, feature=feature, user=user, request_id=request_id
     )
-    return run_sync(_chat(scope, request))
+    return run_sync(allm_chat(scope=scope, request=request))
 
 
 async def allm_chat(*, scope: CallScope, request: ChatRequest) -> ChatResponse:
@@ -51,10 +47,6 @@ async def llm_stream(*, scope: CallScope, request: ChatRequest) -> AsyncIterator
         await events.aclose()  # type: ignore[attr-defined]
 
 
-async def _embed(scope: CallScope, request: EmbedRequest) -> EmbedResponse:
-    return await gateway().embed(scope, request)
-
-
 def llm_embed(
     *,
     workspace: Workspace,
@@ -70,7 +62,7 @@ def llm_embed(
     scope = call_scope_for(
         workspace=workspace, actor=actor, feature=feature, user=user, request_id=request_id
     )
-    return run_sync(_embed(scope, EmbedRequest(alias=alias, inputs=inputs)))
+    return run_sync(allm_embed(scope=scope, request=EmbedRequest(alias=alias, inputs=inputs)))
 
 
 async def allm_embed(*, scope: CallScope, request: EmbedRequest) -> EmbedResponse:

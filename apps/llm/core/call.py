@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .budget import Reservation, Scope
-from .context import CallScope
+from .context import CallRecord, CallScope
 from .errors import GatewayError
 from .routing import ResolvedRoutes, Route
 from .tokens import count_tokens
@@ -55,6 +55,7 @@ class Call:
     parsed: Any = None
     signals: list[str] = field(default_factory=list)
     settled: bool = False
+    record: CallRecord | None = None  # built once, for the ledger port and the record sink
 
     @property
     def offline(self) -> bool:

@@ -502,6 +502,12 @@ class Gateway:
         )
 
     def _record(self, call: Call) -> CallRecord:
+        """The call's record, built once: debit and record_call run together and share it."""
+        if call.record is None:
+            call.record = self._build_record(call)
+        return call.record
+
+    def _build_record(self, call: Call) -> CallRecord:
         route = call.route
         error = call.error
         request = call.request
