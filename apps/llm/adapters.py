@@ -27,6 +27,7 @@ from .config import nominal_rate
 from .core.budget import BudgetStore
 from .core.cache import ExactCache
 from .core.gateway import Gateway, GatewaySettings
+from .core.redis_batching import BatchingRedis
 from .core.resilience import CircuitBreaker
 
 T = TypeVar("T")
@@ -40,7 +41,8 @@ _gateways_lock = threading.Lock()
 
 
 def redis_client() -> aioredis.Redis:
-    return aioredis.Redis.from_url(settings.REDIS_URL)
+    """The gateway's client: commands of stages that run together share a round trip."""
+    return BatchingRedis.from_url(settings.REDIS_URL)
 
 
 def gateway() -> Gateway:

@@ -22,8 +22,10 @@ COUNTED_HITS = 100  # hit calls whose Redis commands are counted
 
 
 def _commands(counts: dict[str, float]) -> str:
-    parts = ", ".join(f"{name} {n:g}" for name, n in counts.items() if name != "total")
-    return f"{counts['total']:g} ({parts})"
+    parts = ", ".join(
+        f"{name} {n:g}" for name, n in counts.items() if name not in ("total", "round trips")
+    )
+    return f"{counts['total']:g} ({parts}) in {counts['round trips']:g} round trips"
 
 
 def render(report: dict[str, Any]) -> str:

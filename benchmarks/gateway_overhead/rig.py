@@ -18,6 +18,7 @@ from apps.llm.core.cache import ExactCache
 from apps.llm.core.context import Actor, CallScope, CallSink, Limits
 from apps.llm.core.gateway import Gateway
 from apps.llm.core.providers.openai import OpenAIProvider
+from apps.llm.core.redis_batching import BatchingRedis
 from apps.llm.core.routing import AliasRoutes, Route, RoutingTable
 from apps.llm.core.types import ChatRequest, Message
 
@@ -87,7 +88,7 @@ class Clients:
     gateway: Gateway
     scope: CallScope
     direct: AsyncOpenAI
-    redis: aioredis.Redis
+    redis: BatchingRedis
     gateway_calls: int = 0
     cache_hits: int = 0
 
@@ -108,7 +109,7 @@ def _call_sink(client: aioredis.Redis) -> CallSink:
 def build_clients(redis_url: str, base_url: str) -> Clients:
     """The core gateway with the production ports (Redis budget, cache, call-record queue) and
     the direct SDK client, both pointed at the same fake server."""
-    client = aioredis.Redis.from_url(redis_url)
+    client = BatchingRedis.from_url(redis_url)  # the production client, as in apps/llm/adapters
     gateway = Gateway(budget=BudgetStore(client), cache=ExactCache(client), sink=_call_sink(client))
     routing = RoutingTable(
         aliases={

@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from apps.llm.core.gateway import Together
 from apps.llm.core.providers.base import Embeddings, Provider, ProviderCall
+from apps.llm.core.redis_batching import BatchingRedis
 from apps.llm.core.types import ProviderEvent, ProviderResponse
 
 from .. import common
@@ -78,41 +78,55 @@ class _TimedProvider:
         return await self._inner.embed(texts, model=model, timeout=timeout)
 
 
-def _timed_stage(stage: Stage, times: list[float]) -> Stage:
+def _timed_stage(stage: Stage, times: dict[str, list[float]]) -> Stage:
+    """Time the stage; for a group that runs together, time each member too."""
+    if isinstance(stage, Together):
+        stage = Together(*(_timed_stage(s, times) for s in stage.stages))
+    name = stage.__name__
+
     async def run(call: Any) -> None:
         start = time.perf_counter_ns()
         try:
             await stage(call)
         finally:
-            times.append((time.perf_counter_ns() - start) / 1e3)
+            times[name].append((time.perf_counter_ns() - start) / 1e3)
 
+    run.__name__ = name
     return run
+
+
+def _rows(stages: Sequence[Stage]) -> list[tuple[str, str]]:
+    """(series name, row label) per stage; a group's members are indented under it."""
+    rows = []
+    for stage in stages:
+        rows.append((stage.__name__, stage.__name__))
+        if isinstance(stage, Together):
+            rows += [(s.__name__, f"  ↳ {s.__name__}") for s in stage.stages]
+    return rows
 
 
 async def run_breakdown(
     clients: Clients, *, calls: int, rng: random.Random
 ) -> dict[str, list[float]]:
     """Cache-miss calls with every stage timed (µs). A separate pass: the wrappers cost ~1 µs
-    per stage, which the headline figures should not carry."""
+    per stage, which the headline figures should not carry. Members of a group run at the same
+    time, so only the group's own time counts towards the total."""
     gateway = clients.gateway
     times: dict[str, list[float]] = defaultdict(list)
     before, after, scope = gateway.before_call, gateway.after_call, clients.scope
-    together = gateway.after_call_together
-    gateway.before_call = tuple(_timed_stage(s, times[s.__name__]) for s in before)
-    gateway.after_call = tuple(_timed_stage(s, times[s.__name__]) for s in after)
-    gateway.after_call_together = tuple(_timed_stage(s, times[s.__name__]) for s in together)
+    gateway.before_call = tuple(_timed_stage(s, times) for s in before)
+    gateway.after_call = tuple(_timed_stage(s, times) for s in after)
     provider = _TimedProvider(scope.providers["openai"], times["provider call"])
     clients.scope = replace(scope, providers={"openai": provider})
     try:
         series = await run_phase(clients, hit=False, calls=calls, tag="breakdown", rng=rng)
     finally:
         gateway.before_call, gateway.after_call, clients.scope = before, after, scope
-        gateway.after_call_together = together
-    stages = [s.__name__ for s in (*before,)] + ["provider call"]
-    stages += [s.__name__ for s in (*after, *together)]
+    rows = [*_rows(before), ("provider call", "provider call"), *_rows(after)]
+    counted = [s.__name__ for s in before] + ["provider call"] + [s.__name__ for s in after]
     totals = [g * 1e3 for g in series.gateway]
-    accounted = [sum(times[name][i] for name in stages) for i in range(calls)]
-    ordered = {name: times[name] for name in stages}
+    accounted = [sum(times[name][i] for name in counted) for i in range(calls)]
+    ordered = {label: times[name] for name, label in rows}
     ordered["rest (call setup, shield, reply)"] = [
         t - a for t, a in zip(totals, accounted, strict=True)
     ]
@@ -122,10 +136,11 @@ async def run_breakdown(
 
 
 @contextmanager
-def counting_commands(client: aioredis.Redis) -> Iterator[Counter[str]]:
-    """Count the commands the client sends (each one a round trip; a Lua script is one)."""
+def counting_commands(client: BatchingRedis) -> Iterator[Counter[str]]:
+    """Count the commands the client sends, and its round trips (a pipeline is one)."""
     counts: Counter[str] = Counter()
     execute = client.execute_command
+    round_trips = client.round_trips
 
     async def counted(*args: Any, **options: Any) -> Any:
         counts[str(args[0]).upper()] += 1
@@ -136,6 +151,7 @@ def counting_commands(client: aioredis.Redis) -> Iterator[Counter[str]]:
         yield counts
     finally:
         del client.execute_command  # back to the class's method
+        counts["round trips"] = client.round_trips - round_trips
 
 
 def overhead(series: Series) -> dict[str, dict[str, float]]:
@@ -148,6 +164,8 @@ def overhead(series: Series) -> dict[str, dict[str, float]]:
 
 
 def per_call(counts: Counter[str], calls: int) -> dict[str, float]:
-    return {"total": sum(counts.values()) / calls} | {
-        name: n / calls for name, n in sorted(counts.items())
-    }
+    commands = {name: n for name, n in counts.items() if name != "round trips"}
+    return {
+        "total": sum(commands.values()) / calls,
+        "round trips": counts["round trips"] / calls,
+    } | {name: n / calls for name, n in sorted(commands.items())}

@@ -26,13 +26,14 @@ from apps.llm.core.providers.anthropic import AnthropicProvider
 from apps.llm.core.providers.base import Provider
 from apps.llm.core.providers.local import LocalProvider
 from apps.llm.core.providers.openai import OpenAIProvider
+from apps.llm.core.redis_batching import BatchingRedis
 from apps.llm.core.resilience import CircuitBreaker
 from apps.llm.core.routing import RoutingTable
 from apps.llm.core.types import ChatRequest, Message, StreamEvent, TokenEvent
 from tests.fakes import FakeAnthropicServer, FakeOpenAIServer
 from tests.fakes.server import FakeServer
 
-KEY = "sk-test-Zq9SECRETkey0123456789"
+KEY = "sk-test-Zq9SECRETkey01234wxyz"
 ALIAS = "smart"
 # The model each provider answers `smart` with: genai-prices knows the two vendor models.
 MODELS = {"anthropic": "claude-sonnet-4-6", "openai": "gpt-4.1", "local": "local-smart"}
@@ -158,7 +159,7 @@ MakeScope = Callable[..., CallScope]
 
 @pytest_asyncio.fixture
 async def redis_client() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(settings.REDIS_URL)
+    client = BatchingRedis.from_url(settings.REDIS_URL)  # the gateway's production client
     try:
         yield client
     finally:

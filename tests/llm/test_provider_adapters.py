@@ -37,7 +37,7 @@ from apps.llm.core.types import (
 from tests.fakes import FakeAnthropicServer, FakeOpenAIServer, Fault, Reply, ToolCallScript
 from tests.fakes.server import FakeServer
 
-KEY = "sk-test-Zq9SECRETkey0123456789"
+KEY = "sk-test-Zq9SECRETkey01234wxyz"
 Provider = AnthropicProvider | OpenAIProvider
 
 

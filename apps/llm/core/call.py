@@ -43,6 +43,7 @@ class Call:
     input_estimate: int = 0
     reservation: Reservation | None = None
     key: str | None = None
+    hit: ProviderResponse | None = None  # the exact cache's entry, used once the budget allows
     response: ProviderResponse | None = None
     route: Route | None = None
     fallback_used: bool = False

@@ -1,11 +1,15 @@
 """The gateway: every model call runs this pipeline (DESIGN §4), in this order.
 
-    before the call:  validate → resolve alias → safety pre-check → reserve budget → exact cache
+    before the call:  validate → resolve alias → safety pre-check
+                      → together: reserve budget, look up the exact cache → use a cache hit
     the call:         primary, one retry, one fallback (only before the first streamed token)
-    after the call:   meter cost → then together: settle budget, store in cache, debit credits, record
+    after the call:   meter cost → together: settle budget, store in cache, debit credits, record
 
 The "after" stages run whatever happened — success, error, cancellation — so no reservation
-outlives its call and every call leaves exactly one record. Plain Python: no Django here.
+outlives its call and every call leaves exactly one record. Stages grouped in `Together` don't
+depend on each other and run concurrently; with the batching Redis client their commands share
+one round trip, so a call costs two (DESIGN §4 order is kept: a hit is used only once the
+reservation is granted). Plain Python: no Django here.
 """
 
 from __future__ import annotations
@@ -61,6 +65,24 @@ class GatewaySettings:
 Stage = Callable[[Call], Awaitable[None]]
 
 
+class Together:
+    """Stages that don't depend on each other, run concurrently. Each runs to its end even when
+    another fails (a write must not be skipped because its neighbour failed); the first failure
+    is raised afterwards."""
+
+    def __init__(self, *stages: Stage):
+        self.stages = stages
+        self.__name__ = " + ".join(getattr(s, "__name__", "stage") for s in stages)
+
+    async def __call__(self, call: Call) -> None:
+        results = await asyncio.gather(
+            *(stage(call) for stage in self.stages), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+
 class Gateway:
     def __init__(
         self,
@@ -83,17 +105,14 @@ class Gateway:
             self.validate,
             self.resolve_alias,
             self.safety_precheck,
-            self.reserve_budget,
-            self.lookup_exact_cache,
+            Together(self.reserve_budget, self.lookup_exact_cache),
+            self.use_cache_hit,
         )
-        self.after_call: tuple[Stage, ...] = (self.meter_cost,)
-        # ...then these, together: independent, idempotent writes (settle, cache, ledger,
-        # record), so their Redis round trips overlap instead of adding up on every call.
-        self.after_call_together: tuple[Stage, ...] = (
-            self.settle_budget,
-            self.store_exact_cache,
-            self.debit_credits,
-            self.record_call,
+        self.after_call: tuple[Stage, ...] = (
+            self.meter_cost,
+            Together(
+                self.settle_budget, self.store_exact_cache, self.debit_credits, self.record_call
+            ),
         )
 
     # --- entry points -------------------------------------------------------------------
@@ -291,9 +310,12 @@ class Gateway:
             request=call.request,
             max_tokens=call.max_tokens,
         )
-        hit = await self.cache.get(call.key)
-        if hit is not None:
-            call.response, call.cached, call.usage = hit, True, Usage()
+        call.hit = await self.cache.get(call.key)
+
+    async def use_cache_hit(self, call: Call) -> None:
+        # Its own stage, after the reservation was granted: a denied call is not a cache hit.
+        if call.hit is not None:
+            call.response, call.cached, call.usage = call.hit, True, Usage()
 
     # --- the call -----------------------------------------------------------------------
 
@@ -441,11 +463,6 @@ class Gateway:
         call.settled = True
         for stage in self.after_call:
             await stage(call)
-        together = (stage(call) for stage in self.after_call_together)
-        results = await asyncio.gather(*together, return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            raise failures[0]
 
     async def meter_cost(self, call: Call) -> None:
         if call.route is None or call.cached:
