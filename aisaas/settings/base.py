@@ -247,6 +247,10 @@ LLM_TIMEOUTS = {"chat": 60.0, "extract": 30.0, "agent": 300.0, "": 60.0}
 LLM_MAX_INPUT_TOKENS = env.int("LLM_MAX_INPUT_TOKENS", default=100_000)
 LLM_MAX_TOKENS_PER_CALL = env.int("LLM_MAX_TOKENS_PER_CALL", default=4096)
 LLM_RESERVATION_TTL = env.int("LLM_RESERVATION_TTL", default=900)
+# Requests per minute of a workspace API key that sets no limit of its own.
+API_KEY_DEFAULT_RATE_LIMIT = env.int("API_KEY_DEFAULT_RATE_LIMIT", default=600)
+# The largest request body the /v1 API reads (bytes); larger ones get a JSON 413.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=4 * 1024 * 1024)
 # Default limits per plan; a workspace's AI settings may override them.
 LLM_PLAN_LIMITS = {
     "free": {"day_tokens": 50_000, "user_day_requests": 500},

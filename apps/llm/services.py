@@ -11,6 +11,7 @@ from apps.workspaces.models import User, Workspace
 from .adapters import gateway, run_sync
 from .config import call_scope_for
 from .core.budget import ScopeUsage
+from .core.call import ProviderClock
 from .core.context import Actor, CallScope, daily_scopes
 from .core.types import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
 
@@ -31,15 +32,19 @@ def llm_chat(
     return run_sync(allm_chat(scope=scope, request=request))
 
 
-async def allm_chat(*, scope: CallScope, request: ChatRequest) -> ChatResponse:
+async def allm_chat(
+    *, scope: CallScope, request: ChatRequest, clock: ProviderClock | None = None
+) -> ChatResponse:
     """One model answer (async code); build `scope` with `call_scope_for` in a DB thread."""
-    return await gateway().chat(scope, request)
+    return await gateway().chat(scope, request, clock=clock)
 
 
-async def llm_stream(*, scope: CallScope, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+async def llm_stream(
+    *, scope: CallScope, request: ChatRequest, clock: ProviderClock | None = None
+) -> AsyncIterator[StreamEvent]:
     """Typed stream events ending with `done`; closing the iterator stops the provider and
     settles exactly the tokens produced."""
-    events = gateway().stream(scope, request)
+    events = gateway().stream(scope, request, clock=clock)
     try:
         async for event in events:
             yield event

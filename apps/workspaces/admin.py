@@ -3,8 +3,9 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet, BaseModelFormSet
 from django.http import HttpRequest
 
@@ -17,7 +18,17 @@ from .ai import (
     provider_key_set,
     provider_key_validate,
 )
-from .models import AISettings, Domain, Invitation, Membership, ProviderKey, User, Workspace
+from .api_keys import api_key_revoke
+from .models import (
+    AISettings,
+    ApiKey,
+    Domain,
+    Invitation,
+    Membership,
+    ProviderKey,
+    User,
+    Workspace,
+)
 
 
 @admin.register(User)
@@ -218,3 +229,54 @@ class InvitationAdmin(admin.ModelAdmin):
     list_filter = ("role",)
     search_fields = ("email", "workspace__slug")
     exclude = ("token_hash",)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Read-only: keys are created where their secret can be shown once (the workspace's settings
+    page, `manage.py apikey`); staff with the change permission may revoke them. The hash is
+    never displayed."""
+
+    list_display = (
+        "prefix",
+        "name",
+        "workspace",
+        "scopes",
+        "status",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
+    list_select_related = ("workspace", "created_by")
+    search_fields = ("prefix", "name", "workspace__slug")
+    fields = (
+        "workspace",
+        "name",
+        "prefix",
+        "scopes",
+        "rate_limit_per_minute",
+        "status",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
+    readonly_fields = fields
+    actions = ("revoke",)
+
+    @admin.display(description="Status")
+    def status(self, row: ApiKey) -> str:
+        return row.status
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected API keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        keys = list(queryset.filter(revoked_at__isnull=True))
+        for key in keys:
+            api_key_revoke(api_key=key)
+        self.message_user(request, f"Revoked {len(keys)} API key(s).", messages.SUCCESS)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from allauth.account.forms import SignupForm as AllauthSignupForm
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 
 from apps.common.errors import ApplicationError
 
+from .api_keys import API_KEY_SCOPES
 from .models import Role, User, Workspace
 from .services import workspace_create
 from .validators import schema_name_for, validate_slug
@@ -88,6 +91,45 @@ class InviteForm(forms.Form):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class ApiKeyForm(forms.Form):
+    """Types only: the service checks the values (name, scopes, future expiry, limit range)."""
+
+    name = forms.CharField(
+        max_length=100, label="Name", help_text="Where the key is used, e.g. “support bot”."
+    )
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, scope) for scope in API_KEY_SCOPES],
+        initial=list(API_KEY_SCOPES),
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one scope for the key."},
+    )
+    expires_at = forms.DateField(
+        required=False,
+        label="Valid until",
+        help_text="The last day the key works (UTC). Empty: it does not expire.",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    rate_limit_per_minute = forms.IntegerField(
+        required=False,
+        label="Requests per minute",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        default = settings.API_KEY_DEFAULT_RATE_LIMIT
+        self.fields["rate_limit_per_minute"].help_text = f"Empty: the default, {default}."
+
+    def clean_expires_at(self) -> datetime | None:
+        """The end of the chosen day, UTC."""
+        day = self.cleaned_data.get("expires_at")
+        if day is None:
+            return None
+        try:
+            return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
+        except OverflowError as exc:  # 9999-12-31 has no next day
+            raise ValidationError("Choose an earlier date.") from exc
 
 
 def attach_error(form: forms.Form, error: ApplicationError) -> None:

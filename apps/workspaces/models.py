@@ -226,3 +226,45 @@ class ProviderKey(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.get_provider_display()} key …{self.last4} ({self.workspace})"
+
+
+class ApiKey(BaseModel):
+    """A workspace's key for the public API. Only the sha256 of the secret is stored; the
+    secret is shown once, at creation, and users recognise the key by its `prefix`."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=24, unique=True)
+    hashed = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list)
+    # None: settings.API_KEY_DEFAULT_RATE_LIMIT.
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering: ClassVar[list[str]] = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…, {self.workspace})"
+
+    @property
+    def status(self) -> str:
+        """One of "active", "revoked", "expired" (revoked wins: it was decided on purpose)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return "expired"
+        return "active"
+
+    @property
+    def effective_rate_limit(self) -> int:
+        """Requests per minute this key may make."""
+        if self.rate_limit_per_minute is None:
+            return int(settings.API_KEY_DEFAULT_RATE_LIMIT)
+        return self.rate_limit_per_minute

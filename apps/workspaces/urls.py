@@ -13,6 +13,12 @@ urlpatterns = [
         views.invitation_revoke_view,
         name="workspace_invitation_revoke",
     ),
+    path("settings/api-keys/", views.api_key_create_view, name="workspace_api_key_create"),
+    path(
+        "settings/api-keys/<int:api_key_id>/revoke/",
+        views.api_key_revoke_view,
+        name="workspace_api_key_revoke",
+    ),
     path(
         "settings/members/<int:membership_id>/role/",
         views.member_role,

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
 from apps.common.errors import ApplicationError, PermissionDeniedError
 
-from .forms import InviteForm, RenameForm, RoleForm, attach_error
+from .api_keys import access_api_key, api_key_create, api_key_list, api_key_revoke
+from .forms import ApiKeyForm, InviteForm, RenameForm, RoleForm, attach_error
 from .handoff import handoff_consume
-from .models import Membership, Workspace
+from .models import ApiKey, Membership, User, Workspace
 from .selectors import access_invitation, access_membership, invitation_list_open, membership_list
 from .services import (
     invitation_create,
@@ -52,16 +56,23 @@ def settings_page(
     *,
     rename_form: RenameForm | None = None,
     invite_form: InviteForm | None = None,
+    api_key_form: ApiKeyForm | None = None,
+    new_api_key: tuple[ApiKey, str] | None = None,
     status: int = 200,
 ) -> HttpResponse:
     workspace = _workspace(request)
-    context = {
+    context: dict[str, object] = {
         "rename_form": rename_form or RenameForm(initial={"name": workspace.name}),
         "invite_form": invite_form or InviteForm(),
         "members": membership_list(workspace=workspace),
         "invitations": invitation_list_open(workspace=workspace),
         "role_form": RoleForm(),
     }
+    if _actor(request).can_manage:
+        context["api_keys"] = api_key_list(workspace=workspace)
+        context["api_key_form"] = api_key_form or ApiKeyForm()
+        if new_api_key is not None:
+            context["new_api_key"], context["new_api_key_secret"] = new_api_key
     return render(request, "workspaces/settings.html", context, status=status)
 
 
@@ -147,6 +158,52 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
         return redirect("workspace_settings")
     # Not a member any more: every page of this host now answers 404.
     return redirect(f"{settings.SITE_URL}/")
+
+
+def _forbidden_unless_manager(request: HttpRequest) -> HttpResponse | None:
+    """The settings page with 403 for members: API keys are for owners and admins."""
+    if _actor(request).can_manage:
+        return None
+    messages.error(request, "Only owners and admins can manage API keys.")
+    return settings_page(request, status=403)
+
+
+@require_POST
+def api_key_create_view(request: HttpRequest) -> HttpResponse:
+    if (denied := _forbidden_unless_manager(request)) is not None:
+        return denied
+    form = ApiKeyForm(request.POST)
+    if form.is_valid():
+        try:
+            created = api_key_create(
+                workspace=_workspace(request),
+                name=form.cleaned_data["name"],
+                created_by=cast(User, request.user),
+                scopes=form.cleaned_data["scopes"],
+                expires_at=form.cleaned_data["expires_at"],
+                rate_limit_per_minute=form.cleaned_data["rate_limit_per_minute"],
+            )
+        except ApplicationError as exc:
+            attach_error(form, exc)
+        else:
+            # The secret is in this answer only: rendered here rather than redirected to (no
+            # session or message store ever holds it), never cached, and the address becomes
+            # the settings page again so that reloading it shows no secret and creates no key.
+            response = settings_page(request, new_api_key=created, status=201)
+            add_never_cache_headers(response)
+            response["HX-Replace-Url"] = reverse("workspace_settings")
+            return response
+    return settings_page(request, api_key_form=form, status=400)
+
+
+@require_POST
+def api_key_revoke_view(request: HttpRequest, api_key_id: int) -> HttpResponse:
+    if (denied := _forbidden_unless_manager(request)) is not None:
+        return denied
+    api_key = access_api_key(workspace=_workspace(request), api_key_id=api_key_id)
+    api_key_revoke(api_key=api_key)
+    messages.success(request, f"API key “{api_key.name}” ({api_key.prefix}…) revoked.")
+    return redirect("workspace_settings")
 
 
 def _run(request: HttpRequest, action: Callable[[], object], success: str) -> HttpResponse:

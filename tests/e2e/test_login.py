@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from apps.workspaces.models import User, Workspace
-from tests.e2e.conftest import AsgiServer, run_committed
+from tests.asgi_server import AsgiServer, run_committed
 from tests.factories import PASSWORD
 
 # django_db: see tests/e2e/conftest.py; the browser's rows are committed by the server.

@@ -27,6 +27,14 @@ from .types import (
 
 
 @dataclass
+class ProviderClock:
+    """Time spent waiting on providers during one call, for edges that report their own
+    overhead (the HTTP API's x-aisaas-overhead-ms). Streaming: the time to the first event."""
+
+    ms: float = 0.0
+
+
+@dataclass
 class Call:
     """The state of one call as it moves through the stages."""
 
@@ -57,6 +65,7 @@ class Call:
     signals: list[str] = field(default_factory=list)
     settled: bool = False
     record: CallRecord | None = None  # built once, for the ledger port and the record sink
+    clock: ProviderClock = field(default_factory=ProviderClock)
 
     @property
     def offline(self) -> bool:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .budget import BudgetStore, Scope
 from .cache import ExactCache, cache_key
-from .call import Call, StreamState, measure
+from .call import Call, ProviderClock, StreamState, measure
 from .checks import check_chat_request, check_embed_request, json_error
 from .context import CallRecord, CallScope, CallSink, DebitPort, NoDebit, daily_scopes
 from .errors import (
@@ -117,13 +117,17 @@ class Gateway:
 
     # --- entry points -------------------------------------------------------------------
 
-    async def chat(self, scope: CallScope, request: ChatRequest) -> ChatResponse:
-        """One answer. Raises a GatewayError subclass when there is none."""
+    async def chat(
+        self, scope: CallScope, request: ChatRequest, *, clock: ProviderClock | None = None
+    ) -> ChatResponse:
+        """One answer. Raises a GatewayError subclass when there is none. `clock`, when given,
+        accumulates the time spent waiting on providers."""
         call = Call(
             scope=scope,
             request=request,
             streaming=False,
             request_id=scope.request_id or uuid.uuid4().hex,
+            clock=clock or ProviderClock(),
         )
         try:
             for stage in self.before_call:
@@ -143,15 +147,19 @@ class Gateway:
             await asyncio.shield(self._after(call))
         return call.chat_response()  # after settling: it carries the metered cost
 
-    async def stream(self, scope: CallScope, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(
+        self, scope: CallScope, request: ChatRequest, *, clock: ProviderClock | None = None
+    ) -> AsyncIterator[StreamEvent]:
         """Typed events ending with `done`. Errors before the first event raise (so an edge can
         still answer 4xx/5xx); after it, they end the stream with `error` + `done{truncated}`.
-        Closing the iterator closes the provider stream and settles the tokens produced."""
+        Closing the iterator closes the provider stream and settles the tokens produced.
+        `clock`, when given, receives the time spent waiting for the provider's first event."""
         call = Call(
             scope=scope,
             request=request,
             streaming=True,
             request_id=scope.request_id or uuid.uuid4().hex,
+            clock=clock or ProviderClock(),
         )
         events: AsyncGenerator[ProviderEvent, None] | None = None
         state = StreamState()
@@ -370,6 +378,7 @@ class Gateway:
         while plan:
             attempt = plan.pop(0)
             self.breaker.begin(attempt.circuit)
+            started = time.perf_counter()
             try:
                 response = await self._provider(call, attempt.route).complete(
                     self._provider_call(call, attempt.route, request)
@@ -377,6 +386,8 @@ class Gateway:
             except ProviderError as exc:
                 await self._on_failure(call, attempt, exc, plan)
                 continue
+            finally:
+                call.clock.ms += (time.perf_counter() - started) * 1000
             self.breaker.record_success(attempt.circuit)
             call.route, call.fallback_used = (
                 attempt.route,
@@ -405,6 +416,7 @@ class Gateway:
                 self._provider_call(call, attempt.route, call.request)
             )
             state = StreamState()
+            started = time.perf_counter()
             try:
                 first = await anext(events, None)
                 while isinstance(first, ProviderUsageEvent):
@@ -417,6 +429,8 @@ class Gateway:
             except BaseException:
                 await events.aclose()
                 raise
+            finally:
+                call.clock.ms += (time.perf_counter() - started) * 1000
             self.breaker.record_success(attempt.circuit)
             call.route, call.fallback_used = attempt.route, attempt.is_fallback
             return events, state, first

@@ -1,0 +1,303 @@
+"""The OpenAI-compatible API (`/v1/…` on the public host), as a plain ASGI app in front of Django.
+
+Why not a Django view: a request through Django's ASGI handler crosses to a thread and back
+several times (request_started / request_finished signals, sync middleware, response.close),
+each a few hundred microseconds on a small machine and serialised on one thread, and
+django-tenants' middleware resolves the host with a query. The API needs none of it: the key
+names the workspace. So `/v1/` is answered here, fully async; the only thread hop is the key
+lookup (`principal.authenticate`, one worker-thread call with three small queries). Every
+other path goes to Django untouched.
+
+Every answer is JSON (or SSE for `stream: true`): errors use OpenAI's shape and status codes,
+and anything unexpected is a JSON 500 that names the request id, never an HTML page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import structlog
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from apps.llm.config import routing_table
+from apps.llm.core.call import ProviderClock
+from apps.llm.core.errors import GatewayError
+from apps.llm.core.types import DoneEvent, EmbedRequest, ErrorEvent, TokenEvent, ToolUseEvent
+from apps.llm.services import allm_chat, allm_embed, llm_stream
+
+from . import wire
+from .principal import Principal, api_key_for, authenticate
+
+log = structlog.get_logger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_authenticate = sync_to_async(authenticate, thread_sensitive=False)
+_api_key_for = sync_to_async(api_key_for, thread_sensitive=False)
+
+
+class Request:
+    """One API request: its headers, body, id and clock."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send):
+        self.scope, self.receive, self._send = scope, receive, send
+        self.started = time.perf_counter()
+        self.headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in scope["headers"]}
+        given = self.headers.get("x-request-id", "")
+        self.id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        self.clock = ProviderClock()
+        self.created = int(time.time())
+
+    def overhead_ms(self) -> str:
+        return f"{(time.perf_counter() - self.started) * 1000 - self.clock.ms:.3f}"
+
+    async def body(self) -> bytes:
+        limit = settings.API_MAX_BODY_BYTES
+        chunks, size = [], 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise wire.ApiError(
+                    413, f"The request body is larger than {limit} bytes.", code="request_too_large"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def start(
+        self, status: int, content_type: str, extra: dict[str, str] | None = None
+    ) -> None:
+        headers = {
+            "content-type": content_type,
+            "x-request-id": self.id,
+            "x-aisaas-overhead-ms": self.overhead_ms(),
+            "cache-control": "no-store",
+            **(extra or {}),
+        }
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.encode(), v.encode("latin1")) for k, v in headers.items()],
+            }
+        )
+
+    async def write(self, body: bytes, *, more: bool) -> None:
+        await self._send({"type": "http.response.body", "body": body, "more_body": more})
+
+    async def json(
+        self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None
+    ) -> None:
+        body = json.dumps(payload).encode()
+        await self.start(status, "application/json", extra)
+        await self.write(body, more=False)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was read."""
+
+
+Route = Callable[[Request], Awaitable[None]]
+
+
+class OpenAIApi:
+    """ASGI middleware: answers `/v1/…` on the public hosts, passes everything else on."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+        self.routes: dict[tuple[str, str], Route] = {
+            ("POST", "/v1/chat/completions"): chat_completions,
+            ("POST", "/v1/embeddings"): embeddings,
+            ("GET", "/v1/models"): list_models,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive, send)
+        try:
+            if not _public(scope):
+                raise wire.ApiError(
+                    404,
+                    f"The API is served on the public host: use {settings.SITE_URL}/v1 as the "
+                    "base URL (the key names the workspace).",
+                    code="wrong_host",
+                )
+            route = self.routes.get((scope["method"], scope["path"].rstrip("/")))
+            if route is None:
+                raise _no_route(scope)
+            await route(request)
+        except wire.ApiError as exc:
+            await request.json(exc.status, exc.body(), exc.headers)
+        except ClientGone:
+            return
+        except Exception:
+            log.exception("api.unexpected_error", request_id=request.id, path=scope["path"])
+            error = wire.ApiError(
+                500,
+                f"The server had an error processing your request (request id {request.id}).",
+                type_="server_error",
+                code="internal_error",
+            )
+            await request.json(500, error.body())
+
+
+def _public(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value.decode("latin1").rsplit(":", 1)[0] if not value.startswith(b"[") else ""
+            return host in settings.PUBLIC_HOSTS
+    return False
+
+
+def _no_route(scope: Scope) -> wire.ApiError:
+    methods = [
+        m
+        for (m, p) in (
+            ("POST", "/v1/chat/completions"),
+            ("POST", "/v1/embeddings"),
+            ("GET", "/v1/models"),
+        )
+        if p == scope["path"].rstrip("/")
+    ]
+    if methods:
+        return wire.ApiError(
+            405,
+            f"Use {methods[0]} for {scope['path']}.",
+            code="method_not_allowed",
+            headers={"allow": methods[0]},
+        )
+    return wire.ApiError(
+        404,
+        f"Unknown endpoint {scope['method']} {scope['path']}; see /api/docs/.",
+        code="unknown_url",
+    )
+
+
+async def _principal(request: Request, *, need: str, feature: str) -> Principal:
+    return await _authenticate(
+        request.headers.get("authorization", ""), need=need, feature=feature, request_id=request.id
+    )
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+
+async def chat_completions(request: Request) -> None:
+    raw = await request.body()
+    principal = await _principal(request, need="chat", feature="api.chat")
+    body = wire.chat_body(wire.parse_json(raw))
+    chat = wire.chat_request(body, request_id=request.id)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        await _stream(request, principal, chat, include_usage=include_usage)
+        return
+    try:
+        reply = await allm_chat(scope=principal.scope, request=chat, clock=request.clock)
+    except GatewayError as exc:
+        raise wire.gateway_error(exc) from None
+    await request.json(200, wire.completion(reply, created=request.created))
+
+
+async def _stream(
+    request: Request, principal: Principal, chat: Any, *, include_usage: bool
+) -> None:
+    """SSE. Errors before the first event are plain JSON errors (the status still says what
+    went wrong); after it, an error chunk and no [DONE]. A client that disconnects cancels the
+    upstream stream, which settles exactly the tokens produced."""
+    events = llm_stream(scope=principal.scope, request=chat, clock=request.clock)
+    try:
+        first = await anext(events)
+    except GatewayError as exc:
+        await events.aclose()  # type: ignore[attr-defined]
+        raise wire.gateway_error(exc) from None
+    chunks = wire.Chunks(request_id=request.id, alias=chat.alias, created=request.created)
+
+    async def pump() -> None:
+        await request.start(200, "text/event-stream", {"x-accel-buffering": "no"})
+        await _send_chunk(request, chunks.role())
+        async for event in _chain(first, events):
+            if isinstance(event, TokenEvent):
+                await _send_chunk(request, chunks.token(event.text))
+            elif isinstance(event, ToolUseEvent):
+                await _send_chunk(request, chunks.tool_use(event.call))
+            elif isinstance(event, ErrorEvent):
+                error = wire.ApiError(502, event.message, type_="api_error", code=event.code)
+                await _send_chunk(request, error.body())
+                await request.write(b"", more=False)  # no [DONE]: the answer is incomplete
+                return
+            elif isinstance(event, DoneEvent):
+                await _send_chunk(request, chunks.finish(event.reason))
+                if include_usage:
+                    await _send_chunk(request, chunks.usage(event.response, event.usage))
+        await request.write(b"data: [DONE]\n\n", more=False)
+
+    streaming = asyncio.ensure_future(pump())
+    disconnected = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        await asyncio.wait({streaming, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (streaming, disconnected):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(streaming, disconnected, return_exceptions=True)
+        await events.aclose()  # type: ignore[attr-defined]
+    if streaming.done() and not streaming.cancelled() and streaming.exception() is not None:
+        log.error("api.stream_failed", request_id=request.id, exc_info=streaming.exception())
+
+
+async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    yield first
+    async for event in rest:
+        yield event
+
+
+async def _send_chunk(request: Request, payload: dict[str, Any]) -> None:
+    await request.write(b"data: " + json.dumps(payload).encode() + b"\n\n", more=True)
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def embeddings(request: Request) -> None:
+    raw = await request.body()
+    principal = await _principal(request, need="embeddings", feature="api.embeddings")
+    body = wire.embedding_body(wire.parse_json(raw))
+    inputs = wire.embed_inputs(body)
+    try:
+        reply = await allm_embed(
+            scope=principal.scope, request=EmbedRequest(alias=body.model, inputs=inputs)
+        )
+    except GatewayError as exc:
+        raise wire.gateway_error(exc) from None
+    await request.json(200, wire.embeddings(reply, alias=body.model, encoding=body.encoding_format))
+
+
+async def list_models(request: Request) -> None:
+    api_key = await _api_key_for(request.headers.get("authorization", ""))
+    kinds = []
+    if "chat" in api_key.scopes:
+        kinds.append("chat")
+    if "embeddings" in api_key.scopes:
+        kinds.append("embed")
+    table = routing_table()
+    aliases = sorted(a for kind in kinds for a in table.names(kind))
+    await request.json(200, wire.models(aliases))

@@ -1,0 +1,192 @@
+"""Workspace API keys: services and selectors.
+
+A secret looks like `sk-aisaas-<40 url-safe characters>`. It exists only in memory and in the
+one answer that creates it: the database keeps its sha256 (to authenticate) and its prefix
+(`sk-aisaas-` + 6 characters, how people recognise a key in lists and logs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+import structlog
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from apps.common.errors import ApplicationError
+
+from .models import ApiKey, User, Workspace
+
+log = structlog.get_logger(__name__)
+
+API_KEY_SCOPES = ("chat", "embeddings")
+API_KEY_MAX_RATE_LIMIT = 100_000
+SECRET_PREFIX = "sk-aisaas-"
+# 30 random bytes are 40 url-safe characters; the first 6 of them make the visible prefix.
+_SECRET_BYTES = 30
+_PREFIX_CHARS = 6
+_SECRET_RE = re.compile(rf"{re.escape(SECRET_PREFIX)}[A-Za-z0-9_-]{{40}}")
+# A 6-character prefix can collide (1 in 64⁶ per pair); a fresh secret settles it.
+_CREATE_ATTEMPTS = 3
+# last_used_at is written at most this often per key: one UPDATE per request would make every
+# API call contend on the key's row.
+_TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+def api_key_hash(secret: str) -> str:
+    """The sha256 hex digest stored for `secret`."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _new_secret() -> tuple[str, str]:
+    """A fresh (secret, prefix)."""
+    secret = SECRET_PREFIX + secrets.token_urlsafe(_SECRET_BYTES)
+    return secret, secret[: len(SECRET_PREFIX) + _PREFIX_CHARS]
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ApplicationError("Give the key a name.", field="name")
+    if len(name) > 100:
+        raise ApplicationError("Use at most 100 characters for the key's name.", field="name")
+    return name
+
+
+def _check_scopes(scopes: Collection[str]) -> list[str]:
+    """The scopes in their canonical order, without duplicates."""
+    if isinstance(scopes, str):  # "chat" would otherwise read as the scopes c, h, a, t
+        scopes = [scopes]
+    unknown = sorted(set(scopes) - set(API_KEY_SCOPES))
+    if unknown:
+        raise ApplicationError(
+            f"Unknown scope “{unknown[0]}”; use {' and/or '.join(API_KEY_SCOPES)}.",
+            field="scopes",
+        )
+    if not scopes:
+        raise ApplicationError("Choose at least one scope for the key.", field="scopes")
+    return [scope for scope in API_KEY_SCOPES if scope in scopes]
+
+
+def _check_expiry(expires_at: datetime | None) -> None:
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ApplicationError("The expiry must be in the future.", field="expires_at")
+
+
+def _check_rate_limit(rate_limit: int | None) -> None:
+    if rate_limit is not None and not 1 <= rate_limit <= API_KEY_MAX_RATE_LIMIT:
+        raise ApplicationError(
+            f"The rate limit is between 1 and {API_KEY_MAX_RATE_LIMIT:,} requests per minute.",
+            field="rate_limit_per_minute",
+        )
+
+
+def api_key_create(
+    *,
+    workspace: Workspace,
+    name: str,
+    created_by: User | None = None,
+    scopes: Collection[str] = API_KEY_SCOPES,
+    expires_at: datetime | None = None,
+    rate_limit_per_minute: int | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key for `workspace`; return it and its secret, which nothing can show again."""
+    name = _check_name(name)
+    clean_scopes = _check_scopes(scopes)
+    _check_expiry(expires_at)
+    _check_rate_limit(rate_limit_per_minute)
+    attempt = 1
+    while True:
+        secret, prefix = _new_secret()
+        try:
+            with transaction.atomic():
+                api_key = ApiKey.objects.create(
+                    workspace=workspace,
+                    name=name,
+                    prefix=prefix,
+                    hashed=api_key_hash(secret),
+                    scopes=clean_scopes,
+                    rate_limit_per_minute=rate_limit_per_minute,
+                    created_by=created_by,
+                    expires_at=expires_at,
+                )
+            break
+        except IntegrityError:
+            if attempt == _CREATE_ATTEMPTS:
+                raise
+            attempt += 1
+    log.info(
+        "api_key.created",
+        workspace=workspace.slug,
+        prefix=prefix,
+        scopes=clean_scopes,
+        created_by=created_by.pk if created_by else None,
+    )
+    return api_key, secret
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke the key now; revoking a revoked key keeps its first revocation time."""
+    now = timezone.now()
+    changed = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
+        revoked_at=now, updated_at=now
+    )
+    api_key.refresh_from_db(fields=["revoked_at", "updated_at"])
+    if changed:
+        log.info("api_key.revoked", workspace_id=api_key.workspace_id, prefix=api_key.prefix)
+    return api_key
+
+
+def api_key_touch(*, api_key_id: int, now: datetime | None = None) -> None:
+    """Record that the key was used, at most once a minute per key (one conditional UPDATE)."""
+    now = now or timezone.now()
+    ApiKey.objects.filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - _TOUCH_INTERVAL),
+        pk=api_key_id,
+    ).update(last_used_at=now)
+
+
+def api_key_list(*, workspace: Workspace) -> QuerySet[ApiKey]:
+    """The workspace's keys, revoked and expired ones included, newest first."""
+    return ApiKey.objects.filter(workspace=workspace).select_related("created_by")
+
+
+def api_key_find(
+    *, workspace: Workspace, api_key_id: int | None = None, prefix: str | None = None
+) -> ApiKey | None:
+    """The workspace's key with that id or prefix; None when missing or another workspace's."""
+    if api_key_id is None and prefix is None:
+        return None
+    keys = api_key_list(workspace=workspace)
+    if api_key_id is not None:
+        keys = keys.filter(pk=api_key_id)
+    if prefix is not None:
+        keys = keys.filter(prefix=prefix.strip())
+    return keys.first()
+
+
+def access_api_key(*, workspace: Workspace, api_key_id: int) -> ApiKey:
+    """A key of `workspace` by id, or 404."""
+    found = api_key_find(workspace=workspace, api_key_id=api_key_id)
+    if found is None:
+        raise Http404("No such API key.")
+    return found
+
+
+def api_key_get_by_secret(secret: str) -> ApiKey | None:
+    """The key `secret` belongs to, with its workspace; None when unknown or malformed.
+
+    Revocation and expiry are not checked here: callers do, to answer with a precise error.
+    """
+    if not isinstance(secret, str) or not _SECRET_RE.fullmatch(secret):
+        return None
+    try:
+        return ApiKey.objects.select_related("workspace").get(hashed=api_key_hash(secret))
+    except ApiKey.DoesNotExist:
+        return None
