@@ -26,6 +26,9 @@ run: $(STAMP) ## Start everything: embedded Postgres+Redis, migrate, seed demo, 
 test: $(STAMP) ## Run the test suite on its own embedded services (safe while `make run` is up)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+fuzz-api: $(STAMP) ## Fuzz the /v1 API from its OpenAPI document (schemathesis, 500 examples per operation)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(BIN)/python -m pytest -s tests/api/test_schemathesis.py
+
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -192,11 +192,18 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "aisaas API",
     "DESCRIPTION": "OpenAI-compatible gateway and workspace APIs.",
     "VERSION": "0.1.0",
+    # 3.1: JSON Schema 2020-12, which the /v1 request models are written in (pydantic).
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI and Redoc assets served from our own static files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The /v1 API is plain ASGI (apps/llm/api): its paths come from its pydantic models.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.llm.api.openapi.add_openai_api",
+    ],
 }
 
 # --- static, i18n ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import redis
 import redis.asyncio as aioredis
 import structlog
 from django.conf import settings
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 
 from apps.llm.core.context import CallRecord
 from apps.workspaces.models import Workspace
@@ -126,7 +126,7 @@ def call_records_flush(*, batch: int = 500, client: redis.Redis | None = None) -
         unreadable: list[bytes] = []
         for item in raw:
             try:
-                pairs.append(_rows(json.loads(item)))
+                pairs.append(_rows(_storable(json.loads(item))))
             except (ValueError, KeyError, TypeError):
                 unreadable.append(item)
             else:
@@ -136,12 +136,41 @@ def call_records_flush(*, batch: int = 500, client: redis.Redis | None = None) -
             log.error("call_records.unreadable", count=len(unreadable), key=DEAD_LETTER_KEY)
         try:
             stored += _store(pairs)
+        except (DataError, IntegrityError):
+            # A record the database refuses must not block the queue: store the batch one
+            # record at a time and dead-letter those refused.
+            stored += _store_each(client, readable, pairs)
         except Exception:
             if readable:
                 client.lpush(QUEUE_KEY, *reversed(readable))  # put them back; the next run retries
             raise
         if len(raw) < batch:
             return stored
+
+
+def _storable(value: Any) -> Any:
+    """`value` without NUL characters, which PostgreSQL text and jsonb cannot hold (a prompt
+    may carry them). Each becomes U+FFFD, so the trace still shows where one was."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    return value
+
+
+def _store_each(
+    client: redis.Redis, items: list[bytes], pairs: list[tuple[LlmCallLog, LlmTrace]]
+) -> int:
+    stored = 0
+    for item, pair in zip(items, pairs, strict=True):
+        try:
+            stored += _store([pair])
+        except (DataError, IntegrityError) as exc:
+            client.rpush(DEAD_LETTER_KEY, item)
+            log.error("call_records.refused", error=str(exc), key=DEAD_LETTER_KEY)
+    return stored
 
 
 def _store(pairs: list[tuple[LlmCallLog, LlmTrace]]) -> int:

@@ -72,9 +72,9 @@ def post(http: httpx.Client, key: Key, path: str, **options: Any) -> httpx.Respo
         (
             {"model": "fast", "messages": MESSAGES, "max_tokens": 0},
             400,
-            "invalid_request",
+            "invalid_value",
             "max_tokens",
-            "between 1 and",
+            "greater than or equal to 1",
         ),
         (
             {"model": "fast", "messages": MESSAGES, "logprobs": True},

@@ -4,6 +4,7 @@ and llm_trace rows — masked, once per call, readable only through the workspac
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -177,3 +178,37 @@ def test_the_beat_task_stores_queued_records(acme: Workspace, owner: User) -> No
     # then
     assert stored >= 1
     assert LlmCallLog.objects.filter(trace_id=response.trace_id).exists()
+
+
+def test_nul_characters_in_a_prompt_are_stored_as_replacement_characters(
+    acme: Workspace, owner: User
+) -> None:
+    # PostgreSQL text and jsonb cannot hold NUL; the fuzzer sent one and blocked the queue
+    reply = _call(acme, owner, ask(unique("before\x00after")))
+
+    assert call_records_flush() >= 1
+
+    trace = LlmTrace.objects.get(trace_id=reply.trace_id)
+    assert "before\ufffdafter" in json.dumps(trace.messages, ensure_ascii=False)
+    assert redis_client().llen(QUEUE_KEY) == 0
+
+
+def test_a_record_the_database_refuses_is_dead_lettered_and_the_rest_stored(
+    acme: Workspace, owner: User
+) -> None:
+    # given a good record queued behind one whose field overflows its column
+    good = _call(acme, owner, ask(unique("fine")))
+    record = json.loads(_queued(good.trace_id))
+    fresh = {"call_id": uuid.uuid4().hex, "trace_id": uuid.uuid4().hex, "alias": "x" * 500}
+    refused = json.dumps({**record, **fresh}).encode()
+    client = redis_client()
+    client.lpush(QUEUE_KEY, refused)
+
+    try:
+        call_records_flush()
+
+        assert LlmCallLog.objects.filter(trace_id=good.trace_id).exists()
+        assert client.llen(QUEUE_KEY) == 0
+        assert client.lrange(DEAD_LETTER_KEY, -1, -1) == [refused]
+    finally:
+        client.ltrim(DEAD_LETTER_KEY, 0, -2)

@@ -90,11 +90,11 @@ class ChatCompletionRequest(BaseModel):
     """POST /v1/chat/completions. `model` is an alias (`fast`, `smart`, `reasoning`, …)."""
 
     model_config = Strict
-    model: Annotated[str, Field(min_length=1, max_length=100)]
+    model: Annotated[str, Field(min_length=1, max_length=100, examples=["fast", "smart"])]
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     stop: str | list[str] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
@@ -102,21 +102,21 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     response_format: ResponseFormatSpec | None = None
     # Refused unless they ask for what the gateway does anyway (see wire.unsupported).
-    n: int | None = None
+    n: Annotated[int, Field(ge=1, le=128)] | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
     # Accepted and not forwarded.
-    top_p: float | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     seed: int | None = None
     user: str | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None
     parallel_tool_calls: bool | None = None
     service_tier: str | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     logit_bias: dict[str, int] | None = None
     reasoning_effort: str | None = None
 
@@ -125,8 +125,147 @@ class EmbeddingRequest(BaseModel):
     """POST /v1/embeddings. `model` is an embedding alias (`embed`)."""
 
     model_config = Strict
-    model: Annotated[str, Field(min_length=1, max_length=100)]
+    model: Annotated[str, Field(min_length=1, max_length=100, examples=["embed"])]
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
     user: str | None = None
+
+
+# --- responses (documentation, and the contract schemathesis checks answers against) ---------
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: dict[str, int] | None = None
+
+
+class Gateway(BaseModel):
+    """What the gateway adds to OpenAI's shape (clients ignore unknown fields)."""
+
+    provider: str
+    model: str = Field(description="The provider's model that answered.")
+    offline: bool | None = None
+    cached: bool | None = None
+    fallback_used: bool | None = None
+    cost_micros: int = Field(description="Cost in integer micro-dollars.")
+    trace_id: str
+
+
+class FunctionCallOut(BaseModel):
+    name: str
+    arguments: str
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: FunctionCallOut
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str | None
+    refusal: None = None
+    tool_calls: list[ToolCallOut] | None = None
+
+
+class Choice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length", "tool_calls", "content_filter"]
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    """The answer to a non-streaming request. With `stream: true` the answer is
+    `text/event-stream`: `data: {chat.completion.chunk}` lines, then `data: [DONE]` — or, when
+    the provider fails mid-stream, a last `data: {"error": …}` line and no [DONE]."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str = Field(description="The alias that was asked for.")
+    choices: list[Choice]
+    usage: CompletionUsage
+    system_fingerprint: None = None
+    aisaas: Gateway
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str = Field(description="Floats, or base64 little-endian float32.")
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+    aisaas: dict[str, Any]
+
+
+class ModelInfo(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelInfo]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str | None
+    param: str | None
+
+
+class Error(BaseModel):
+    """Every non-2xx answer (OpenAI's error shape)."""
+
+    error: ErrorDetail
+
+
+class ChunkToolCall(BaseModel):
+    index: int
+    id: str
+    type: Literal["function"]
+    function: FunctionCallOut
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    tool_calls: list[ChunkToolCall] | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: Delta
+    finish_reason: Literal["stop", "length", "tool_calls", "content_filter"] | None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One `data:` event of a stream. With `stream_options.include_usage` the last chunk has no
+    choices and carries `usage` (and the gateway's `aisaas` fields)."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: CompletionUsage | None = None
+    aisaas: Gateway | None = None
