@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt migrate seed services-up services-down services-status shell clean
+.PHONY: help install run test lint fmt migrate seed eval eval-gate services-up services-down services-status shell clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,6 +28,12 @@ test: $(STAMP) ## Run the test suite on its own embedded services (safe while `m
 
 fuzz-api: $(STAMP) ## Fuzz the /v1 API from its OpenAPI document (schemathesis, 500 examples per operation)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(BIN)/python -m pytest -s tests/api/test_schemathesis.py
+
+eval: migrate ## Run every prompt's evals through the gateway and print a table (offline model unless a provider key is set)
+	$(BIN)/python manage.py evals run $(EVAL_ARGS)
+
+eval-gate: migrate ## The CI gate: evals vs evals/baselines; fails on a >5 % drop against EVALS_BASE (default origin/main)
+	$(BIN)/python manage.py evals compare --base $${EVALS_BASE:-origin/main} $(EVAL_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

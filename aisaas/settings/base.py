@@ -36,6 +36,7 @@ SHARED_APPS = [
     "apps.common",
     "apps.workspaces",
     "apps.traces",
+    "apps.evals",
     "apps.billing",
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -256,6 +257,10 @@ LLM_MAX_TOKENS_PER_CALL = env.int("LLM_MAX_TOKENS_PER_CALL", default=4096)
 LLM_RESERVATION_TTL = env.int("LLM_RESERVATION_TTL", default=900)
 # Requests per minute of a workspace API key that sets no limit of its own.
 API_KEY_DEFAULT_RATE_LIMIT = env.int("API_KEY_DEFAULT_RATE_LIMIT", default=600)
+# Chat: the alias of the default Assistant, the longest message, how much history is sent.
+CHAT_DEFAULT_ALIAS = env.str("CHAT_DEFAULT_ALIAS", default="smart")
+CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=20_000)
+CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=40)
 # The largest request body the /v1 API reads (bytes); larger ones get a JSON 413.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=4 * 1024 * 1024)
 # Default limits per plan; a workspace's AI settings may override them.
@@ -264,3 +269,16 @@ LLM_PLAN_LIMITS = {
     "pro": {"day_tokens": 2_000_000, "user_day_requests": 5_000},
     "enterprise": {"day_tokens": 20_000_000, "user_day_requests": 50_000},
 }
+
+# --- prompts and evals ----------------------------------------------------------------------
+PROMPTS_DIR = env.str("PROMPTS_DIR", default=str(BASE_DIR / "prompts"))
+# Active prompt versions per environment, over prompts/config.yaml: "chat.system=v2,other=v1".
+# A malformed value stops start-up: a silently ignored override would serve the wrong prompt.
+from apps.llm.prompts import parse_overrides  # noqa: E402
+
+PROMPT_VERSIONS = parse_overrides(env.str("PROMPT_VERSIONS", default=""))
+EVALS_BASELINE_DIR = env.str("EVALS_BASELINE_DIR", default=str(BASE_DIR / "evals" / "baselines"))
+# The workspace eval calls are made (and metered) in; created on first use as a system workspace.
+EVALS_WORKSPACE = env.str("EVALS_WORKSPACE", default="evals")
+# The share of gateway calls stored as eval candidates (masked) when call records are flushed.
+EVALS_SAMPLE_RATE = env.float("EVALS_SAMPLE_RATE", default=0.01)

@@ -20,6 +20,7 @@ import structlog
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 
+from apps.evals.services import eval_candidates_sample
 from apps.llm.core.context import CallRecord
 from apps.workspaces.models import Workspace
 
@@ -193,4 +194,7 @@ def _store(pairs: list[tuple[LlmCallLog, LlmTrace]]) -> int:
         ]
         LlmCallLog.objects.bulk_create([c for c, _ in fresh])
         LlmTrace.objects.bulk_create([t for _, t in fresh])
+    # A share of calls becomes eval candidates (masked); after the commit, so sampling can
+    # never hold up call records.
+    eval_candidates_sample(pairs=fresh)
     return len(fresh)

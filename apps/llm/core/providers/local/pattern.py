@@ -6,7 +6,7 @@ import re
 
 # The stdlib's own regex parser (private, present in 3.11-3.13): walking its tree beats
 # guessing strings, and an unexpected node only means no string is offered.
-from re import _parser  # type: ignore[attr-defined]
+from re import _parser  # type: ignore[attr-defined,unused-ignore]
 from typing import Any
 
 
