@@ -128,7 +128,13 @@ CSRF_COOKIE_DOMAIN = SESSION_COOKIE_DOMAIN
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "aisaas:channels"},
+        # No client read timeout: each consumer waits on Redis with a 5 s blocking read, and
+        # redis-py 8 reads with a 5 s timeout by default, so sockets were dropped (1011) every
+        # few seconds (django/channels_redis#422).
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "prefix": "aisaas:channels",
+        },
     }
 }
 

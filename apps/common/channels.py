@@ -61,13 +61,15 @@ class SameOriginValidator:
         await self.app(scope, receive, send)
 
 
-@database_sync_to_async
-def _workspace_for_host(hostname: str) -> Any:
+def _workspace_for_host_sync(hostname: str) -> Any:
     from apps.workspaces.models import Domain
 
     with schema_context(get_public_schema_name()):
         domain = Domain.objects.select_related("tenant").filter(domain=hostname).first()
         return domain.tenant if domain else None
+
+
+_workspace_for_host = database_sync_to_async(_workspace_for_host_sync, thread_sensitive=False)
 
 
 class WorkspaceScopeMiddleware:
@@ -98,4 +100,7 @@ def in_workspace_schema(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
         with schema_context(schema):
             return func(workspace, *args, **kwargs)
 
-    return database_sync_to_async(inner)
+    # Not thread-sensitive: a consumer has no per-connection thread context, so the default
+    # would queue every socket's database calls on one thread for the whole process (measured:
+    # ~100 concurrent chat streams). Each call sets its schema itself, so any thread will do.
+    return database_sync_to_async(inner, thread_sensitive=False)
