@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt migrate seed eval eval-gate services-up services-down services-status shell clean
+.PHONY: help install run test lint fmt migrate seed eval eval-gate services-up services-down services-status shell bench-http clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,6 +63,9 @@ services-status: $(STAMP) ## Show whether the embedded services run
 
 shell: $(STAMP) ## Django shell on the dev services
 	$(BIN)/python manage.py shell
+
+bench-http: $(STAMP) ## LiteLLM's proxy vs our /v1 over HTTP, ~9 min (.venv-litellm on first run; BENCH_ARGS=--quick)
+	$(BIN)/python -m benchmarks.http_gateway $(BENCH_ARGS)
 
 clean: services-down ## Stop services and delete .data (all local data!) and caches
 	rm -rf .data staticfiles .pytest_cache .mypy_cache .ruff_cache
