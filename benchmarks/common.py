@@ -7,11 +7,13 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -96,3 +98,38 @@ def row(label: str, stats: dict[str, float], keys: Sequence[str] = QUANTILES) ->
 
 def header(label: str, keys: Sequence[str] = QUANTILES) -> str:
     return f"  {label:<38}" + "".join(f"{k:>10}" for k in keys)
+
+
+# --- child processes ----------------------------------------------------------------------
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """A clean environment for a child: no provider key, database or Redis URL leaks in from
+    the shell."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "TERM")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def stop_process_group(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
+    """Stop a child started in its own session: its group, by its id."""
+    if process.poll() is not None:
+        return
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a child's log, for an error message."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

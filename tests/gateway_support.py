@@ -9,20 +9,19 @@ throwaway workspaces are deleted afterwards.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import redis
 from django.conf import settings
-from django.db import connections
 from django.test import override_settings
 
 from apps.llm.config import reset_providers
 from apps.llm.core.context import Actor
 from apps.llm.core.types import ChatRequest, Message
 from apps.workspaces.models import User
+from tests.asgi_server import run_committed
 
 T = TypeVar("T")
 
@@ -96,15 +95,5 @@ def redis_contents(client: redis.Redis | None = None) -> bytes:
     return b"\n".join(p if isinstance(p, bytes) else str(p).encode() for p in parts)
 
 
-def committed(func: Callable[[], T]) -> T:
-    """Run `func` on a connection of its own, outside the test transaction, so its writes
-    commit (what `pg_dump` or another process sees). The caller deletes them afterwards."""
-
-    def run() -> T:
-        try:
-            return func()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
+# Writes that commit at once (what `pg_dump` or another process sees); callers delete them.
+committed = run_committed

@@ -13,7 +13,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -47,36 +46,6 @@ def raise_fd_limit() -> tuple[int, int]:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
-def _base_env(**extra: str) -> dict[str, str]:
-    """A clean environment: no provider key, database or Redis URL leaks in from the shell."""
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "TERM")
-    env = {k: os.environ[k] for k in keep if k in os.environ}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def _stop(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
-    """Stop a child started in its own session: its group, by its id."""
-    if process.poll() is not None:
-        return
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _run(env: dict[str, str], argv: list[str], log: Path) -> str:
@@ -159,13 +128,17 @@ def _wait_ready(process: subprocess.Popen[bytes], port: int, log_path: Path) -> 
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"daphne exited with {process.returncode}:\n{_tail(log_path)}")
+            raise RuntimeError(
+                f"daphne exited with {process.returncode}:\n{common.log_tail(log_path)}"
+            )
         with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             if s.recv(12).startswith(b"HTTP/1.1"):
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"daphne did not answer within {READY_TIMEOUT:g} s:\n{_tail(log_path)}")
+    raise RuntimeError(
+        f"daphne did not answer within {READY_TIMEOUT:g} s:\n{common.log_tail(log_path)}"
+    )
 
 
 @contextmanager
@@ -200,7 +173,7 @@ def chat_server(
     log_path = workdir / "daphne.log"
     port = common.free_port()
     with private_services(workdir) as urls:
-        env = _base_env(
+        env = common.clean_env(
             DJANGO_SETTINGS_MODULE=settings,
             SECRET_KEY=hashlib.sha256(os.urandom(32)).hexdigest(),
             FIELD_ENCRYPTION_KEYS=_fernet_key(),
@@ -251,7 +224,7 @@ def chat_server(
                 env=env,
             )
         finally:
-            _stop(process)
+            common.stop_process_group(process)
 
 
 def run_loadgen(job: dict[str, Any], server: Server, sample_every: float = 0.25) -> dict[str, Any]:

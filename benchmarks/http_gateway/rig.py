@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -79,43 +78,15 @@ def _wait_ready(
         if process.poll() is not None:
             raise RuntimeError(
                 f"{what} exited with code {process.returncode}; last lines of {log_path}:\n"
-                + _tail(log_path)
+                + common.log_tail(log_path)
             )
         with suppress(OSError):
             if probe():
                 return
         time.sleep(0.25)
-    raise RuntimeError(f"{what} did not answer within {READY_TIMEOUT:g} s:\n" + _tail(log_path))
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _stop(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
-    """Stop a child we started in its own session: its group, by its id."""
-    if process.poll() is not None:
-        return
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
-
-
-def _base_env(**extra: str) -> dict[str, str]:
-    """A clean environment: no provider keys, database or Redis URL leak in from the shell."""
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "TERM")
-    env = {k: os.environ[k] for k in keep if k in os.environ}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
+    raise RuntimeError(
+        f"{what} did not answer within {READY_TIMEOUT:g} s:\n" + common.log_tail(log_path)
+    )
 
 
 # --- the upstream ---------------------------------------------------------------------------
@@ -178,7 +149,7 @@ def upstream() -> Iterator[Upstream]:
         try:
             process.wait(5)
         except subprocess.TimeoutExpired:
-            _stop(process)
+            common.stop_process_group(process)
 
 
 # --- LiteLLM --------------------------------------------------------------------------------
@@ -261,7 +232,7 @@ def litellm_proxy(python: Path, upstream_port: int, workdir: Path) -> Iterator[S
     config = workdir / "litellm.yaml"
     config.write_text(litellm_config(upstream_port))
     log_path = workdir / "litellm.log"
-    env = _base_env(
+    env = common.clean_env(
         LITELLM_LOCAL_MODEL_COST_MAP="True",  # no fetch of the price list from the internet
         LITELLM_LOG="ERROR",  # also uvicorn's level: no access log
         LITELLM_MODE="PRODUCTION",  # no .env loading
@@ -291,7 +262,7 @@ def litellm_proxy(python: Path, upstream_port: int, workdir: Path) -> Iterator[S
         _smoke(url, target, host=None)
         yield Server("litellm", target, log_path, process, {"argv": argv[1:]})
     finally:
-        _stop(process)
+        common.stop_process_group(process)
 
 
 def _smoke(url: str, target: dict[str, Any], host: str | None) -> None:
@@ -386,7 +357,7 @@ def aisaas_server(upstream_port: int, workdir: Path, *, log_level: str) -> Itera
     log_path = workdir / "aisaas.log"
     port = common.free_port()
     with private_services(workdir) as (urls, service_pids):
-        env = _base_env(
+        env = common.clean_env(
             DJANGO_SETTINGS_MODULE="aisaas.settings.production",
             SECRET_KEY=hashlib.sha256(os.urandom(32)).hexdigest(),
             FIELD_ENCRYPTION_KEYS=_fernet_key(),
@@ -450,7 +421,7 @@ def aisaas_server(upstream_port: int, workdir: Path, *, log_level: str) -> Itera
             info = {"argv": argv[1:], "service_pids": service_pids}
             yield Server("aisaas", target, log_path, process, info)
         finally:
-            _stop(process)
+            common.stop_process_group(process)
 
 
 @contextmanager

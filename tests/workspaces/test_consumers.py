@@ -10,8 +10,7 @@ schema, session workspaces included, for every test that runs later.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -27,6 +26,7 @@ from django.db import connections
 from aisaas.asgi import application
 from apps.workspaces.consumers import workspace_group
 from apps.workspaces.models import User
+from tests.asgi_server import run_committed
 from tests.conftest import host_client
 
 pytestmark = pytest.mark.django_db
@@ -36,24 +36,11 @@ PATH = "/ws/workspace/"
 SAME_ORIGIN = "same"
 
 
-def _committed(func: Callable[[], T]) -> T:
-    """Run `func` on a fresh connection outside the test transaction, so its writes commit."""
-
-    def run() -> T:
-        try:
-            return func()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
-
-
 def _session_cookie(user: User, host: str) -> Iterator[str]:
-    client = _committed(lambda: host_client(host, user))
+    client = run_committed(lambda: host_client(host, user))
     session_key = client.cookies[settings.SESSION_COOKIE_NAME].value
     yield f"{settings.SESSION_COOKIE_NAME}={session_key}"
-    _committed(lambda: Session.objects.filter(session_key=session_key).delete())
+    run_committed(lambda: Session.objects.filter(session_key=session_key).delete())
 
 
 @pytest_asyncio.fixture(autouse=True)

@@ -141,7 +141,7 @@ class OpenAIApi:
                 )
             route = self.routes.get((scope["method"], scope["path"].rstrip("/")))
             if route is None:
-                raise _no_route(scope)
+                raise _no_route(scope, self.routes)
             await route(request)
         except wire.ApiError as exc:
             await request.json(exc.status, exc.body(), exc.headers)
@@ -166,16 +166,9 @@ def _public(scope: Scope) -> bool:
     return False
 
 
-def _no_route(scope: Scope) -> wire.ApiError:
-    methods = [
-        m
-        for (m, p) in (
-            ("POST", "/v1/chat/completions"),
-            ("POST", "/v1/embeddings"),
-            ("GET", "/v1/models"),
-        )
-        if p == scope["path"].rstrip("/")
-    ]
+def _no_route(scope: Scope, routes: dict[tuple[str, str], Route]) -> wire.ApiError:
+    """405 naming the method when the path exists, else 404."""
+    methods = [m for (m, path) in routes if path == scope["path"].rstrip("/")]
     if methods:
         return wire.ApiError(
             405,
