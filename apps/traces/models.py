@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class CallStatus(models.TextChoices):
@@ -98,3 +100,56 @@ class LlmTrace(models.Model):
 
     def __str__(self) -> str:
         return f"trace {self.trace_id}"
+
+
+class LlmTraceRaw(models.Model):
+    """The unmasked content of a call, kept briefly (the plan's raw retention, default 7 days)
+    for support to replay exactly what was sent; the masked LlmTrace outlives it."""
+
+    trace = models.OneToOneField(
+        LlmTrace, on_delete=models.CASCADE, primary_key=True, related_name="raw"
+    )
+    workspace = models.ForeignKey(
+        "workspaces.Workspace", on_delete=models.CASCADE, related_name="+"
+    )
+    messages = models.JSONField(default=list)
+    response = models.TextField(blank=True)
+    tool_calls = models.JSONField(default=list, blank=True)
+    thinking = models.TextField(blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "llm_trace_raw"
+
+    def __str__(self) -> str:
+        return f"raw {self.trace_id}"
+
+
+class TraceAccessAction(models.TextChoices):
+    VIEW = "view", "Viewed"
+    VIEW_RAW = "view_raw", "Viewed unmasked content"
+    DOWNLOAD = "download", "Downloaded"
+    REPLAY = "replay", "Replayed"
+
+
+class TraceAccess(models.Model):
+    """Audit: every staff view, download or replay of a trace (who, what, when)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user_email = models.EmailField()  # kept when the user is deleted
+    action = models.CharField(max_length=16, choices=TraceAccessAction.choices)
+    trace_id = models.UUIDField(db_index=True)
+    workspace = models.ForeignKey(
+        "workspaces.Workspace", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        db_table = "trace_access"
+        ordering: ClassVar[list[str]] = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user_email} {self.action} {self.trace_id}"

@@ -66,8 +66,10 @@ class Workspace(TenantMixin, BaseModel):  # type: ignore[django-manager-missing]
 
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=40, unique=True)
-    # Sets default limits (settings.LLM_PLAN_LIMITS); billing will manage it.
+    # The billing Plan's code: its limits, monthly credit and retention (apps.billing).
     plan = models.CharField(max_length=16, choices=Plan.choices, default=Plan.FREE)
+    # Suspends retention: nothing of the workspace's traces is deleted or masked while set.
+    legal_hold = models.BooleanField(default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
