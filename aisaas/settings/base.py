@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from celery.schedules import crontab
+
 from aisaas.env import BASE_DIR, database_url, embedded_services, env, redis_url
 
 SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-change-me")
@@ -156,6 +158,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.llm.tasks.release_expired_reservations",
         "schedule": 60.0,
     },
+    # Billing: monthly plan grants (idempotent per workspace and month, so hourly is safe),
+    # usage pushed to Stripe, outcomes billed once their dispute window has passed.
+    "grant-monthly-credits": {
+        "task": "apps.billing.tasks.grant_monthly_credits",
+        "schedule": 3600.0,
+    },
+    "push-usage-to-stripe": {
+        "task": "apps.billing.tasks.push_usage_to_stripe",
+        "schedule": crontab(hour=2, minute=0),
+    },
+    "finalise-outcomes": {"task": "apps.billing.tasks.finalise_outcomes", "schedule": 900.0},
+    # Traces: raw content and masked copies deleted on their plan's schedule (legal hold wins).
+    "apply-trace-retention": {
+        "task": "apps.traces.tasks.apply_retention",
+        "schedule": crontab(hour=3, minute=0),
+    },
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -275,6 +293,31 @@ LLM_PLAN_LIMITS = {
     "pro": {"day_tokens": 2_000_000, "user_day_requests": 5_000},
     "enterprise": {"day_tokens": 20_000_000, "user_day_requests": 50_000},
 }
+
+# --- billing (DESIGN §5) --------------------------------------------------------------------
+# The ledger counts micro-dollars; credits are what people see: 1 credit = CREDIT_MICROS µ$.
+CREDIT_MICROS = env.int("CREDIT_MICROS", default=1_000)
+# Calls on a workspace's own provider key (BYOK) debit no provider cost, only this fee per call.
+BILLING_BYOK_FEE_MICROS = env.int("BILLING_BYOK_FEE_MICROS", default=0)
+# Top-ups through Checkout, in whole dollars.
+BILLING_TOPUP_MIN_USD = env.int("BILLING_TOPUP_MIN_USD", default=5)
+BILLING_TOPUP_MAX_USD = env.int("BILLING_TOPUP_MAX_USD", default=1_000)
+OUTCOME_DISPUTE_WINDOW_DAYS = env.int("OUTCOME_DISPUTE_WINDOW_DAYS", default=7)
+# Stripe: with no secret key, development and tests use the loopback Stripe fake (devstack).
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # "" → Stripe's own
+STRIPE_METER_EVENT_NAME = env.str("STRIPE_METER_EVENT_NAME", default="aisaas_credits")
+STRIPE_WEBHOOK_TOLERANCE = 300  # seconds
+
+# --- traces: support, dashboards, export ----------------------------------------------------
+# Replays made from admin run in this system workspace (feature admin.replay), on its budget.
+PLATFORM_WORKSPACE = env.str("PLATFORM_WORKSPACE", default="platform")
+# The longest text shown inline on a trace page; longer bodies are cut with a download link.
+TRACE_DISPLAY_MAX_CHARS = env.int("TRACE_DISPLAY_MAX_CHARS", default=20_000)
+# Export traces as OpenTelemetry spans (OTLP over HTTP, e.g. Langfuse's OTel endpoint).
+OTEL_EXPORT_ENDPOINT = env.str("OTEL_EXPORT_ENDPOINT", default="")
+OTEL_EXPORT_HEADERS = env.str("OTEL_EXPORT_HEADERS", default="")  # "k=v,k2=v2"
 
 # --- prompts and evals ----------------------------------------------------------------------
 PROMPTS_DIR = env.str("PROMPTS_DIR", default=str(BASE_DIR / "prompts"))
