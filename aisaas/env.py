@@ -43,3 +43,9 @@ def database_url() -> str:
 
 def redis_url() -> str:
     return env.str("REDIS_URL", default="") or str(_embedded_url("redis"))
+
+
+def stripe_fake() -> devstack.StripeFakeService | None:
+    """The loopback Stripe fake standing in for Stripe in development (no STRIPE_SECRET_KEY):
+    settings take its URL and secrets; `python -m aisaas.devstack run` starts it."""
+    return devstack.stripe_fake_for(profile())

@@ -6,6 +6,8 @@ from typing import Any
 
 import structlog
 
+from apps.traces.masking import mask_log_event
+
 SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_logger_name,
@@ -41,6 +43,10 @@ def configure_logging(*, level: str, fmt: str) -> dict[str, Any]:
                 "()": structlog.stdlib.ProcessorFormatter,
                 "processors": [
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    # Every line, ours or a library's, exceptions included, leaves masked:
+                    # an error may quote a prompt (apps.traces.masking).
+                    structlog.processors.format_exc_info,
+                    mask_log_event,
                     renderer,
                 ],
                 "foreign_pre_chain": SHARED_PROCESSORS,

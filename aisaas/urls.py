@@ -13,4 +13,5 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("", include("apps.agents.urls")),
     path("", include("apps.workspaces.urls")),
+    path("", include("apps.billing.urls")),
 ]

@@ -4,10 +4,16 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from apps.billing.views_webhook import stripe_webhook
 from apps.common.views import api_root, healthz
+from apps.traces.dashboard import traces_dashboard
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("billing/stripe/webhook", stripe_webhook, name="stripe_webhook"),
+    # Before admin/: the admin's catch-all would answer this path with a 404.
+    path("admin/traces/dashboard/", traces_dashboard, name="traces_dashboard"),
+    path("admin/billing/", include("apps.billing.admin_views")),  # finance overview, CSV export
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/", api_root, name="api_root"),

@@ -19,22 +19,26 @@ from typing import Protocol
 from .base import DevstackError
 from .postgres import EmbeddedPostgres
 from .redis import EmbeddedRedis
+from .stripe_fake import StripeFakeService
 
 __all__ = [
     "DevstackError",
     "EmbeddedPostgres",
     "EmbeddedRedis",
     "Service",
+    "StripeFakeService",
     "ensure_running",
     "services_for",
     "stop",
+    "stripe_fake_for",
+    "with_stripe_fake",
 ]
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 # Default loopback ports per profile; the env variables override them.
 DEFAULT_PORTS = {
-    "dev": {"AISAAS_PG_PORT": 54329, "AISAAS_REDIS_PORT": 63799},
+    "dev": {"AISAAS_PG_PORT": 54329, "AISAAS_REDIS_PORT": 63799, "AISAAS_STRIPE_PORT": 12119},
     "test": {"AISAAS_TEST_PG_PORT": 54339, "AISAAS_TEST_REDIS_PORT": 63809},
 }
 
@@ -99,6 +103,30 @@ def services_for(profile: str, environ: Mapping[str, str] = os.environ) -> list[
     if not environ.get("REDIS_URL"):
         services.append(embedded_redis(profile, environ))
     return services
+
+
+def stripe_fake_for(
+    profile: str, environ: Mapping[str, str] = os.environ
+) -> StripeFakeService | None:
+    """The loopback Stripe fake `make run` uses when no STRIPE_SECRET_KEY is configured.
+
+    Development only: tests run their own on a free port, production must configure Stripe.
+    It sends webhooks to SITE_URL's /billing/stripe/webhook, signed with its own secret.
+    """
+    if profile != "dev" or environ.get("STRIPE_SECRET_KEY"):
+        return None
+    site = (environ.get("SITE_URL") or "http://localhost:8000").rstrip("/")
+    return StripeFakeService(
+        data_dir=data_root(environ) / profile / "stripe",
+        port=_port(profile, "STRIPE", environ),
+        webhook_url=f"{site}/billing/stripe/webhook",
+    )
+
+
+def with_stripe_fake(profile: str, environ: Mapping[str, str] = os.environ) -> list[Service]:
+    """`services_for` plus the Stripe fake when the profile uses one: what `make run` starts."""
+    fake = stripe_fake_for(profile, environ)
+    return [*services_for(profile, environ), *([fake] if fake else [])]
 
 
 def ensure_running(services: Sequence[Service]) -> list[Service]:

@@ -8,7 +8,7 @@ import sys
 # Reads .env into the environment, so DATABASE_URL / REDIS_URL / ports there count here too.
 from aisaas import env  # noqa: F401
 
-from . import DevstackError, ensure_running, services_for, stop
+from . import DevstackError, ensure_running, stop, with_stripe_fake
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
             from .run import run
 
             return run(port=args.port)
-        services = services_for(args.profile)
+        services = with_stripe_fake(args.profile)
         if not services:
             print("DATABASE_URL and REDIS_URL are set: no embedded services to manage.")
             return 0

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from . import BASE_DIR, Service, ensure_running, services_for, stop
+from . import BASE_DIR, Service, ensure_running, stop, with_stripe_fake
 
 COLOURS = {"web": "36", "worker": "33", "beat": "35", "devstack": "32"}
 
@@ -85,7 +85,7 @@ def processes(host: str, port: int) -> list[Proc]:
 
 def run(host: str = "127.0.0.1", port: int = 8000) -> int:
     """Bring the whole product up and block until Ctrl-C."""
-    services: Sequence[Service] = services_for("dev")
+    services: Sequence[Service] = with_stripe_fake("dev")
     started = ensure_running(services)
     for service in services:
         verb = "started" if service in started else "reusing"

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from celery.schedules import crontab
 
-from aisaas.env import BASE_DIR, database_url, embedded_services, env, redis_url
+from aisaas.env import BASE_DIR, database_url, embedded_services, env, redis_url, stripe_fake
 
 SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-change-me")
 DEBUG = env.bool("DEBUG", default=False)
@@ -164,6 +164,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.billing.tasks.grant_monthly_credits",
         "schedule": 3600.0,
     },
+    # Settled gateway calls → ledger debits (a durable queue; balances lag by this at most).
+    "post-call-debits": {"task": "apps.billing.tasks.post_call_debits", "schedule": 2.0},
     "push-usage-to-stripe": {
         "task": "apps.billing.tasks.push_usage_to_stripe",
         "schedule": crontab(hour=2, minute=0),
@@ -287,12 +289,7 @@ CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=20_000)
 CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=40)
 # The largest request body the /v1 API reads (bytes); larger ones get a JSON 413.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=4 * 1024 * 1024)
-# Default limits per plan; a workspace's AI settings may override them.
-LLM_PLAN_LIMITS = {
-    "free": {"day_tokens": 50_000, "user_day_requests": 500},
-    "pro": {"day_tokens": 2_000_000, "user_day_requests": 5_000},
-    "enterprise": {"day_tokens": 20_000_000, "user_day_requests": 50_000},
-}
+# Limits per plan are data (billing.Plan); a workspace's AI settings may override them.
 
 # --- billing (DESIGN §5) --------------------------------------------------------------------
 # The ledger counts micro-dollars; credits are what people see: 1 credit = CREDIT_MICROS µ$.
@@ -303,10 +300,19 @@ BILLING_BYOK_FEE_MICROS = env.int("BILLING_BYOK_FEE_MICROS", default=0)
 BILLING_TOPUP_MIN_USD = env.int("BILLING_TOPUP_MIN_USD", default=5)
 BILLING_TOPUP_MAX_USD = env.int("BILLING_TOPUP_MAX_USD", default=1_000)
 OUTCOME_DISPUTE_WINDOW_DAYS = env.int("OUTCOME_DISPUTE_WINDOW_DAYS", default=7)
-# Stripe: with no secret key, development and tests use the loopback Stripe fake (devstack).
-STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
-STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
-STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # "" → Stripe's own
+# Stripe: with no secret key, development uses the loopback Stripe fake (`make run` starts it;
+# tests start their own). Empty key: Checkout and the usage push say Stripe is not configured.
+_stripe_fake = stripe_fake()
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="") or (
+    _stripe_fake.api_key if _stripe_fake else ""
+)
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="") or (
+    _stripe_fake.webhook_secret if _stripe_fake else ""
+)
+# "" → Stripe's own
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="") or (
+    _stripe_fake.url if _stripe_fake else ""
+)
 STRIPE_METER_EVENT_NAME = env.str("STRIPE_METER_EVENT_NAME", default="aisaas_credits")
 STRIPE_WEBHOOK_TOLERANCE = 300  # seconds
 
@@ -315,9 +321,15 @@ STRIPE_WEBHOOK_TOLERANCE = 300  # seconds
 PLATFORM_WORKSPACE = env.str("PLATFORM_WORKSPACE", default="platform")
 # The longest text shown inline on a trace page; longer bodies are cut with a download link.
 TRACE_DISPLAY_MAX_CHARS = env.int("TRACE_DISPLAY_MAX_CHARS", default=20_000)
+# Text search in the trace admin scans masked content (no trigram index): within the chosen
+# date range, else within this many most recent days.
+TRACE_TEXT_SEARCH_DAYS = env.int("TRACE_TEXT_SEARCH_DAYS", default=7)
 # Export traces as OpenTelemetry spans (OTLP over HTTP, e.g. Langfuse's OTel endpoint).
 OTEL_EXPORT_ENDPOINT = env.str("OTEL_EXPORT_ENDPOINT", default="")
 OTEL_EXPORT_HEADERS = env.str("OTEL_EXPORT_HEADERS", default="")  # "k=v,k2=v2"
+# What masks PII in traces, eval candidates, the dead-letter list and log lines: dotted paths to
+# detector classes (apps.traces.masking.Detector); add a model-based one beside the rules.
+TRACE_PII_DETECTORS = env.list("TRACE_PII_DETECTORS", default=["apps.traces.masking.RuleDetector"])
 
 # --- prompts and evals ----------------------------------------------------------------------
 PROMPTS_DIR = env.str("PROMPTS_DIR", default=str(BASE_DIR / "prompts"))

@@ -10,6 +10,10 @@ if not env.str("DATABASE_URL", default="") or not env.str("REDIS_URL", default="
 
     raise ImproperlyConfigured("Production needs DATABASE_URL and REDIS_URL.")
 EMBEDDED_SERVICES = []
+# No Stripe fake in production: without STRIPE_SECRET_KEY, Checkout and the usage push are off.
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True

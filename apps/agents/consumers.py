@@ -29,7 +29,7 @@ from apps.common.channels import in_workspace_schema
 from apps.common.errors import ApplicationError
 from apps.llm.config import call_scope_for
 from apps.llm.core.context import Actor, CallScope
-from apps.llm.core.errors import BudgetExceededError, GatewayError
+from apps.llm.core.errors import CREDIT_BALANCE, BudgetExceededError, GatewayError
 from apps.llm.core.tokens import count_tokens
 from apps.llm.core.types import (
     ChatRequest,
@@ -50,6 +50,17 @@ from .rendering import render_markdown
 from .selectors import access_conversation
 
 log = structlog.get_logger(__name__)
+
+
+OUT_OF_CREDITS = (
+    "Out of credits: this workspace's credit is used up. Owners and admins can top up or "
+    "upgrade on the billing page (/billing/); members, ask an admin."
+)
+
+
+def _refusal(exc: BudgetExceededError) -> str:
+    """What the chat says when the gateway refused the reservation."""
+    return OUT_OF_CREDITS if exc.denial.scope == CREDIT_BALANCE else exc.message
 
 
 @in_workspace_schema
@@ -245,12 +256,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             if ending.get("error") == "interrupted":
                 ending = {"status": Message.Status.COMPLETE, "error": ""}
         except BudgetExceededError as exc:
-            ending = {"status": Message.Status.ERROR, "error": exc.message}
+            refusal = _refusal(exc)
+            ending = {"status": Message.Status.ERROR, "error": refusal}
             await self.send_json(
                 {
                     "type": "error",
                     "message_id": mid,
-                    "message": exc.message,
+                    "message": refusal,
                     "retryable": False,
                     "budget": {"scope": exc.denial.scope, "resets_at": exc.denial.resets_at},
                 }

@@ -15,7 +15,8 @@ from apps.common.errors import ApplicationError
 from apps.llm.core.types import ChatRequest, ChatResponse, Usage
 from apps.llm.core.types import Message as LlmMessage
 from apps.llm.prompts import render_prompt
-from apps.traces.models import LlmCallLog, LlmTrace
+from apps.traces.models import LlmCallLog
+from apps.traces.rollups import trace_score_set
 from apps.traces.services import call_records_flush
 from apps.workspaces.models import User, Workspace
 
@@ -224,8 +225,8 @@ def _score_trace(message: Message, rating: int, comment: str) -> None:
             .values_list("trace_id", flat=True)
             .first()
         )
-        if trace_id is not None and (
-            LlmTrace.objects.filter(trace_id=trace_id).update(score=rating, score_comment=comment)
+        if trace_id is not None and trace_score_set(
+            trace_id=trace_id, score=rating, comment=comment
         ):
             return
         if attempt == 1:

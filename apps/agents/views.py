@@ -12,7 +12,8 @@ from django.views.decorators.http import require_POST
 from apps.common.errors import ApplicationError
 from apps.llm.config import platform_providers, routing_table
 from apps.llm.core.budget import ScopeUsage
-from apps.llm.services import llm_budget_usage
+from apps.llm.core.errors import GatewayError
+from apps.llm.services import CreditUsage, llm_budget_usage, llm_credit_usage
 from apps.workspaces.models import User, Workspace
 
 from . import services
@@ -31,8 +32,11 @@ def _workspace(request: HttpRequest) -> Workspace:
     return request.workspace  # type: ignore[attr-defined]
 
 
-def _budget(usage: list[ScopeUsage]) -> dict[str, Any]:
-    """The banner (≥ 80 % of a daily scope) or the panel (100 %: no more calls today)."""
+def _budget(usage: list[ScopeUsage], credit: CreditUsage | None) -> dict[str, Any]:
+    """The banner (≥ 80 % of a daily scope), the panel (100 %: no more calls today), or the
+    paywall (the credit left is below what the smallest call reserves: top up or upgrade)."""
+    if credit is not None and credit.exhausted:
+        return {"level": "credits", "balance_micros": credit.balance_micros}
     worst = max(usage, key=lambda u: u.fraction, default=None)
     if worst is None or worst.fraction < WARN_AT:
         return {"level": "ok"}
@@ -71,8 +75,16 @@ def chat_conversation(request: HttpRequest, conversation_id: int) -> HttpRespons
     return _page(request, conversation=conversation)
 
 
+def _credit(workspace: Workspace, alias: str) -> CreditUsage | None:
+    try:
+        return llm_credit_usage(workspace=workspace, alias=alias)
+    except GatewayError:  # an alias no provider serves: the socket says so when used
+        return None
+
+
 def _page(request: HttpRequest, *, conversation: Conversation | None) -> HttpResponse:
     user = _user(request)
+    workspace = _workspace(request)
     agent = conversation.agent if conversation else services.agent_default()
     messages = [
         {"message": m, "html": render_markdown(m.content)}
@@ -84,7 +96,10 @@ def _page(request: HttpRequest, *, conversation: Conversation | None) -> HttpRes
         "messages_": messages,
         "agent": agent,
         "offline": _offline(agent.alias),
-        "budget": _budget(llm_budget_usage(workspace=_workspace(request), user=user)),
+        "budget": _budget(
+            llm_budget_usage(workspace=workspace, user=user), _credit(workspace, agent.alias)
+        ),
+        "can_manage": bool(request.membership and request.membership.can_manage),  # type: ignore[attr-defined]
     }
     return render(request, "agents/chat.html", context)
 

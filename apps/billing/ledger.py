@@ -12,8 +12,9 @@ and the workspace's running balance moves in the same transaction, under that ba
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
@@ -21,9 +22,10 @@ from django.db import IntegrityError, transaction
 
 from apps.common.errors import ApplicationError
 
-from .models import CreditBalance, LedgerEntry
+from .models import CreditBalance, LedgerEntry, LedgerReason
 
 MICROS_PER_USD = 1_000_000
+MAX_USD = 1_000_000_000  # one amount typed by a person; far inside a bigint of micros
 
 
 class InsufficientCreditError(ApplicationError):
@@ -47,8 +49,17 @@ def credits(micros: int) -> Decimal:
 
 
 def usd_to_micros(usd: Decimal | int | str) -> int:
-    """Dollars (as typed by a person) → micro-dollars; refuses sub-micro precision."""
-    amount = Decimal(str(usd)) * MICROS_PER_USD
+    """Dollars (as typed by a person) → micro-dollars; refuses sub-micro precision and text
+    that is not a finite number."""
+    try:
+        dollars = Decimal(str(usd).strip())
+    except InvalidOperation:
+        dollars = Decimal("NaN")
+    if not dollars.is_finite():
+        raise ApplicationError(f"“{usd}” is not an amount in dollars.", field="usd")
+    if abs(dollars) > MAX_USD:
+        raise ApplicationError(f"Amounts are limited to ${MAX_USD:,}.", field="usd")
+    amount = dollars * MICROS_PER_USD
     if amount != amount.to_integral_value():
         raise ApplicationError("Amounts are limited to six decimal places.", field="usd")
     return int(amount)
@@ -117,3 +128,48 @@ def ledger_post(
             raise
         return Posting(existing, created=False)
     return Posting(entry, created=True)
+
+
+# What an operator may grant credit for by hand (`manage.py credits grant`).
+GRANT_REASONS = (LedgerReason.ADJUSTMENT, LedgerReason.REFUND, LedgerReason.TOPUP)
+
+
+def credits_grant(
+    *,
+    workspace_id: int,
+    amount_micros: int,
+    reason: str,
+    idempotency_key: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Posting:
+    """Add credit by hand (operators). Without a key every grant is new; with one, repeating it
+    changes nothing, and reusing it for a different grant is refused."""
+    if amount_micros <= 0:
+        raise ApplicationError("Grant a positive amount; corrections are new entries.", field="usd")
+    if reason not in GRANT_REASONS:
+        raise ApplicationError(
+            f"Unknown reason “{reason}”: use one of {', '.join(GRANT_REASONS)}.", field="reason"
+        )
+    key = idempotency_key.strip() if idempotency_key is not None else f"grant:{uuid.uuid4().hex}"
+    if not key or len(key) > 200:
+        raise ApplicationError("An idempotency key has 1–200 characters.", field="idempotency_key")
+    posting = ledger_post(
+        workspace_id=workspace_id,
+        delta_micros=amount_micros,
+        reason=reason,
+        idempotency_key=key,
+        metadata=metadata,
+    )
+    entry = posting.entry
+    same = (entry.workspace_id, entry.delta_micros, entry.reason) == (
+        workspace_id,
+        amount_micros,
+        reason,
+    )
+    if not posting.created and not same:
+        raise ApplicationError(
+            f"The idempotency key “{key}” was used for another entry "
+            f"({entry.reason} {credits(entry.delta_micros):,} credits).",
+            field="idempotency_key",
+        )
+    return posting

@@ -60,7 +60,7 @@ def dismiss_candidates(
 def promote_traces(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[LlmTrace]
 ) -> HttpResponse | None:
-    """Also meant for the traces admin (trace search and replay), which can list it."""
+    """Listed by the traces admin (apps/traces/admin.py)."""
     return _download(modeladmin, request, queryset, lambda t: eval_trace_promote(trace=t))
 
 
@@ -74,22 +74,6 @@ class EvalCandidateAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
-
-
-# Traces have no admin of their own yet (search and replay arrive with the traces issue);
-# until then this one lists them so any trace can be promoted.
-if not admin.site.is_registered(LlmTrace):
-
-    @admin.register(LlmTrace)
-    class PromotableTraceAdmin(admin.ModelAdmin):
-        list_display = ("created_at", "trace_id", "workspace")
-        search_fields = ("trace_id",)
-        list_select_related = ("workspace",)
-        readonly_fields = [f.name for f in LlmTrace._meta.fields]
-        actions = (promote_traces,)
-
-        def has_add_permission(self, request: HttpRequest) -> bool:
-            return False
 
 
 class EvalResultInline(admin.TabularInline):

@@ -29,8 +29,8 @@ from apps.llm.core.types import ChatRequest, ChatResponse, EmbedRequest, Message
 from apps.llm.prompts import PromptLibrary, PromptVersion, RenderedPrompt
 from apps.llm.services import allm_chat, allm_embed
 from apps.traces.services import call_records_flush
-from apps.workspaces.models import Plan, User, Workspace
-from apps.workspaces.services import workspace_create
+from apps.workspaces.models import Workspace
+from apps.workspaces.services import system_workspace_get_or_create
 
 from .dataset import EvalExample, load_eval_set
 from .models import EvalResult, EvalRun
@@ -38,25 +38,19 @@ from .scorers import CheckResult, Judgement, Vectors, parse_judgement, score_exa
 
 ACTOR = Actor("system", "evals")
 JUDGE_PROMPT = "evals.judge"
-SYSTEM_OWNER = "evals@system.invalid"
 
 
 def eval_workspace(*, slug: str | None = None) -> Workspace:
     """The workspace eval calls are made in: `slug`, else settings.EVALS_WORKSPACE, which is
-    created on first use (enterprise plan, owned by a user that cannot log in)."""
+    created on first use as a system workspace (enterprise plan, owned by a user that cannot
+    log in)."""
     slug = slug or settings.EVALS_WORKSPACE
-    found = Workspace.objects.filter(slug=slug).exclude(schema_name="public").first()
-    if found is not None:
-        return found
     if slug != settings.EVALS_WORKSPACE:
-        raise LookupError(f"No workspace “{slug}”.")
-    owner = User.objects.filter(email=SYSTEM_OWNER).first() or User.objects.create_user(
-        SYSTEM_OWNER, None
-    )
-    workspace = workspace_create(name="Evals (system)", slug=slug, owner=owner)
-    workspace.plan = Plan.ENTERPRISE  # eval sets are larger than a free day's tokens
-    workspace.save(update_fields=["plan"])
-    return workspace
+        found = Workspace.objects.filter(slug=slug).exclude(schema_name="public").first()
+        if found is None:
+            raise LookupError(f"No workspace “{slug}”.")
+        return found
+    return system_workspace_get_or_create(slug=slug, name="Evals (system)")
 
 
 @dataclass

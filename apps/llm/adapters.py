@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from apps.billing.gateway import LedgerDebit
 from apps.traces.services import RedisCallSink
 
 from .config import nominal_rate
@@ -60,6 +61,7 @@ def gateway() -> Gateway:
                 budget=BudgetStore(client, reservation_ttl=settings.LLM_RESERVATION_TTL),
                 cache=ExactCache(client),
                 sink=RedisCallSink(client),
+                debit=LedgerDebit(client),
                 breaker=BREAKER,
                 settings=GatewaySettings(
                     reservation_ttl=settings.LLM_RESERVATION_TTL, nominal_rate=nominal_rate()

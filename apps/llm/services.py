@@ -5,6 +5,7 @@ in the gateway."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from apps.workspaces.models import User, Workspace
 
@@ -12,7 +13,7 @@ from .adapters import gateway, run_sync
 from .config import call_scope_for
 from .core.budget import ScopeUsage
 from .core.call import ProviderClock
-from .core.context import Actor, CallScope, daily_scopes
+from .core.context import Actor, CallScope, credit_scope, daily_scopes
 from .core.types import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
 
 
@@ -84,6 +85,37 @@ def llm_budget_usage(*, workspace: Workspace, user: User | None = None) -> list[
         workspace=workspace, actor=Actor("system", "budget"), feature="budget", user=user
     )
     return run_sync(_usage(scope))
+
+
+@dataclass(frozen=True, slots=True)
+class CreditUsage:
+    """The credit balance scope now, and what the smallest call on an alias needs from it."""
+
+    balance_micros: int
+    pending_micros: int  # settled calls not debited yet
+    reserved_micros: int  # calls running now
+    needed_micros: int
+
+    @property
+    def exhausted(self) -> bool:
+        available = self.balance_micros - self.pending_micros - self.reserved_micros
+        return available < max(1, self.needed_micros)
+
+
+async def _credit_usage(scope: CallScope, alias: str) -> CreditUsage:
+    gw = gateway()
+    needed = await gw.credit_needed(scope, alias)
+    credit = credit_scope(scope, amount=needed)
+    if credit is None:
+        return CreditUsage(0, 0, 0, needed)
+    (usage,) = await gw.budget.usage([credit])
+    return CreditUsage(usage.limit, usage.used, usage.reserved, needed)
+
+
+def llm_credit_usage(*, workspace: Workspace, alias: str) -> CreditUsage:
+    """The workspace's credit as the gateway's reservation sees it (the chat paywall)."""
+    scope = call_scope_for(workspace=workspace, actor=Actor("system", "budget"), feature="budget")
+    return run_sync(_credit_usage(scope, alias))
 
 
 async def _janitor() -> int:

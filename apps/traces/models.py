@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
@@ -153,3 +154,90 @@ class TraceAccess(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_email} {self.action} {self.trace_id}"
+
+
+# Latency histogram bucket upper bounds in milliseconds (log-spaced, ~1.6x apart). Bucket i counts
+# durations in [LATENCY_BOUNDS_MS[i-1], LATENCY_BOUNDS_MS[i]); the last bucket is open-ended.
+# Changing these invalidates stored histograms: rebuild the rollups after.
+LATENCY_BOUNDS_MS: tuple[int, ...] = (
+    10, 15, 25, 40, 60, 100, 150, 250, 400, 600, 1_000, 1_500, 2_500, 4_000, 6_000,
+    10_000, 15_000, 25_000, 40_000, 60_000, 100_000, 150_000, 250_000,
+)  # fmt: skip
+LATENCY_BUCKETS = len(LATENCY_BOUNDS_MS) + 1
+
+
+def _empty_histogram() -> list[int]:
+    return [0] * LATENCY_BUCKETS
+
+
+class CallRollup(models.Model):
+    """Aggregates of llm_call_log per bucket and (workspace, feature, alias, provider, model),
+    maintained as call records are stored, so dashboards never scan the call log.
+
+    The latency histogram and `latency_ms_sum` cover calls that were not cache hits (a hit's
+    latency says nothing about the model); thumbs count rated traces of the bucket's calls.
+    """
+
+    workspace = models.ForeignKey(
+        "workspaces.Workspace", on_delete=models.CASCADE, related_name="+"
+    )
+    feature = models.CharField(max_length=64)
+    alias = models.CharField(max_length=32)
+    provider = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=128, blank=True)
+    calls = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    cancelled = models.BigIntegerField(default=0)
+    truncated = models.BigIntegerField(default=0)
+    cache_hits = models.BigIntegerField(default=0)
+    fallbacks = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+    latency_ms_sum = models.FloatField(default=0)
+    latency_histogram = ArrayField(
+        models.BigIntegerField(), size=LATENCY_BUCKETS, default=_empty_histogram
+    )
+    thumbs_up = models.BigIntegerField(default=0)
+    thumbs_down = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class CallRollupHourly(CallRollup):
+    """One row per UTC hour and key: the source for short periods (tokens per minute)."""
+
+    bucket = models.DateTimeField()
+
+    class Meta:
+        db_table = "llm_call_rollup_hourly"
+        constraints: ClassVar[list[Any]] = [
+            models.UniqueConstraint(
+                fields=["bucket", "workspace", "feature", "alias", "provider", "model"],
+                name="llm_call_rollup_hourly_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket:%Y-%m-%d %H}h {self.alias} {self.model}"
+
+
+class CallRollupDaily(CallRollup):
+    """One row per UTC day and key: 24x fewer rows, the source for 30-day charts."""
+
+    bucket = models.DateField()
+
+    class Meta:
+        db_table = "llm_call_rollup_daily"
+        constraints: ClassVar[list[Any]] = [
+            models.UniqueConstraint(
+                fields=["bucket", "workspace", "feature", "alias", "provider", "model"],
+                name="llm_call_rollup_daily_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket:%Y-%m-%d} {self.alias} {self.model}"

@@ -2,8 +2,10 @@
 
 The gateway pushes each finished call as JSON onto one Redis list (a platform-wide queue: it
 crosses workspaces by design). `call_records_flush` drains it in batches, masks PII and secrets,
-and writes llm_call_log + llm_trace rows. Beat runs it every few seconds; the CLI and tests call
-it directly.
+and writes llm_call_log + llm_trace rows, plus the unmasked content in llm_trace_raw: short-term
+storage that retention deletes after the plan's raw days. Everything long-term is masked: the
+trace, the call log's error message, eval candidates, log lines and the dead-letter list.
+Beat runs it every few seconds; the CLI and tests call it directly.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from apps.llm.core.context import CallRecord
 from apps.workspaces.models import Workspace
 
 from .masking import mask, mask_value
-from .models import LlmCallLog, LlmTrace
+from .models import LlmCallLog, LlmTrace, LlmTraceRaw
+from .otel import traces_export
+from .rollups import rollups_add
 
 log = structlog.get_logger(__name__)
 
@@ -95,14 +99,24 @@ def _rows(data: dict[str, Any]) -> tuple[LlmCallLog, LlmTrace]:
         call=call,
         workspace_id=data["workspace_id"],
         messages=mask_value(trace.get("messages", [])),
-        tools=trace.get("tools", []),
-        response_format=trace.get("response_format"),
+        tools=mask_value(trace.get("tools", [])),
+        response_format=mask_value(trace.get("response_format")),
         params=trace.get("params", {}),
         response=mask(trace.get("response") or ""),
         tool_calls=mask_value(trace.get("tool_calls", [])),
         thinking=mask(trace.get("thinking") or ""),
-        safety_signals=trace.get("safety_signals", []),
+        safety_signals=mask_value(trace.get("safety_signals", [])),
         metadata=mask_value(trace.get("metadata", {})),
+        created_at=created,
+    )
+    # Travels in the trace's relation cache, so the (call, trace) pairs every consumer of a
+    # batch reads stay as they are; `_store` writes it once the trace has its key.
+    masked.raw = LlmTraceRaw(
+        workspace_id=data["workspace_id"],
+        messages=trace.get("messages", []),
+        response=trace.get("response") or "",
+        tool_calls=trace.get("tool_calls", []),
+        thinking=trace.get("thinking") or "",
         created_at=created,
     )
     return call, masked
@@ -133,7 +147,7 @@ def call_records_flush(*, batch: int = 500, client: redis.Redis | None = None) -
             else:
                 readable.append(item)
         if unreadable:
-            client.rpush(DEAD_LETTER_KEY, *unreadable)
+            _dead_letter(client, unreadable)
             log.error("call_records.unreadable", count=len(unreadable), key=DEAD_LETTER_KEY)
         try:
             stored += _store(pairs)
@@ -161,6 +175,20 @@ def _storable(value: Any) -> Any:
     return value
 
 
+def _dead_letter(client: redis.Redis, items: list[bytes]) -> None:
+    """Keep records for a person to look at, masked: the list has no expiry, so it is long-term
+    storage. A JSON record keeps its shape (only its strings are masked); anything else is
+    masked as text."""
+    kept: list[str] = []
+    for item in items:
+        text = item.decode("utf-8", errors="replace")
+        try:
+            kept.append(json.dumps(mask_value(json.loads(text))))
+        except ValueError:
+            kept.append(mask(text))
+    client.rpush(DEAD_LETTER_KEY, *kept)
+
+
 def _store_each(
     client: redis.Redis, items: list[bytes], pairs: list[tuple[LlmCallLog, LlmTrace]]
 ) -> int:
@@ -169,7 +197,7 @@ def _store_each(
         try:
             stored += _store([pair])
         except (DataError, IntegrityError) as exc:
-            client.rpush(DEAD_LETTER_KEY, item)
+            _dead_letter(client, [item])
             log.error("call_records.refused", error=str(exc), key=DEAD_LETTER_KEY)
     return stored
 
@@ -194,7 +222,16 @@ def _store(pairs: list[tuple[LlmCallLog, LlmTrace]]) -> int:
         ]
         LlmCallLog.objects.bulk_create([c for c, _ in fresh])
         LlmTrace.objects.bulk_create([t for _, t in fresh])
+        LlmTraceRaw.objects.bulk_create([_raw_of(t) for _, t in fresh])
+        rollups_add(pairs=fresh)  # only fresh calls: a replayed batch adds nothing
     # A share of calls becomes eval candidates (masked); after the commit, so sampling can
     # never hold up call records.
     eval_candidates_sample(pairs=fresh)
+    traces_export(pairs=fresh)  # OpenTelemetry, when configured; never raises or blocks
     return len(fresh)
+
+
+def _raw_of(trace: LlmTrace) -> LlmTraceRaw:
+    raw: LlmTraceRaw = trace.raw
+    raw.trace = trace  # the trace's key exists now
+    return raw

@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from apps.common.errors import ApplicationError
 from apps.llm.config import routing_table
+from apps.traces.retention import legal_hold_set
 
 from .ai import (
     model_overrides_validate,
@@ -169,11 +170,39 @@ class ProviderKeyInline(KeyHintMixin, admin.TabularInline):
 
 @admin.register(Workspace)
 class WorkspaceAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "schema_name", "plan", "created_at")
-    list_filter = ("plan",)
+    list_display = ("name", "slug", "schema_name", "plan", "legal_hold", "created_at")
+    list_filter = ("plan", "legal_hold")
     search_fields = ("name", "slug")
-    readonly_fields = ("schema_name", "slug", "created_by", "created_at")
+    # legal_hold changes only through the actions below: superusers, written to the history.
+    readonly_fields = ("schema_name", "slug", "legal_hold", "created_by", "created_at")
     inlines = (DomainInline, MembershipInline, AISettingsInline, ProviderKeyInline)
+    actions = ("place_legal_hold", "lift_legal_hold")
+
+    def has_legal_hold_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    @admin.action(
+        description="Place a legal hold (suspend trace retention)", permissions=["legal_hold"]
+    )
+    def place_legal_hold(self, request: HttpRequest, queryset: QuerySet[Workspace]) -> None:
+        self._legal_hold(request, queryset, hold=True)
+
+    @admin.action(description="Lift the legal hold", permissions=["legal_hold"])
+    def lift_legal_hold(self, request: HttpRequest, queryset: QuerySet[Workspace]) -> None:
+        self._legal_hold(request, queryset, hold=False)
+
+    def _legal_hold(
+        self, request: HttpRequest, queryset: QuerySet[Workspace], *, hold: bool
+    ) -> None:
+        changed = legal_hold_set(
+            workspaces=queryset, hold=hold, actor_id=cast(User, request.user).pk
+        )
+        for workspace in changed:
+            self.log_change(
+                request, workspace, "Legal hold placed." if hold else "Legal hold lifted."
+            )
+        verb = "Placed a legal hold on" if hold else "Lifted the legal hold of"
+        self.message_user(request, f"{verb} {len(changed)} workspace(s).", messages.SUCCESS)
 
     def has_add_permission(self, request: object) -> bool:
         # Workspaces are created through workspace_create (schema, domain, owner together).

@@ -15,9 +15,10 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django_tenants.utils import schema_exists
 
+from apps.billing.plans import plan_grant_month
 from apps.common.errors import ApplicationError, NotFoundError, PermissionDeniedError
 
-from .models import Domain, Invitation, Membership, Role, User, Workspace, hash_token
+from .models import Domain, Invitation, Membership, Plan, Role, User, Workspace, hash_token
 from .validators import schema_name_for, validate_slug
 
 log = structlog.get_logger(__name__)
@@ -41,23 +42,31 @@ def _check_name(name: str) -> str:
     return name
 
 
-def workspace_create(*, name: str, slug: str, owner: User) -> Workspace:
-    """Create a workspace, its schema, its domain and the owner's membership — all or nothing.
+def workspace_create(*, name: str, slug: str, owner: User, plan: str = Plan.FREE) -> Workspace:
+    """Create a workspace, its schema, its domain, the owner's membership and the plan's credit
+    for this month — all or nothing.
 
     PostgreSQL DDL is transactional, so a failure at any step leaves no schema, row or membership.
     """
     name = _check_name(name)
     slug = slug.strip()
     _check_slug(slug)
+    if plan not in Plan.values:
+        raise ApplicationError(f"Unknown plan “{plan}”.", field="plan")
     try:
         with transaction.atomic():
             workspace = Workspace.objects.create(
-                name=name, slug=slug, schema_name=schema_name_for(slug), created_by=owner
+                name=name,
+                slug=slug,
+                schema_name=schema_name_for(slug),
+                created_by=owner,
+                plan=plan,
             )
             Domain.objects.create(
                 tenant=workspace, domain=f"{slug}.{settings.BASE_DOMAIN}", is_primary=True
             )
             Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)
+            plan_grant_month(workspace=workspace)
             workspace.create_schema(check_if_exists=False, verbosity=0)
     except IntegrityError as exc:
         # Two sign-ups racing for one slug: the unique constraint decides, the loser is told.
@@ -65,6 +74,32 @@ def workspace_create(*, name: str, slug: str, owner: User) -> Workspace:
             f"The address “{slug}” is taken; choose another.", field="slug"
         ) from exc
     log.info("workspace.created", workspace=slug, owner_id=owner.pk)
+    return workspace
+
+
+# Owner of the platform's own workspaces (evals, admin replays): an account that cannot log in.
+SYSTEM_OWNER_EMAIL = "system@system.invalid"
+
+
+def system_workspace_get_or_create(*, slug: str, name: str) -> Workspace:
+    """The platform's own workspace `slug` (evals, admin replays), created on first use:
+    enterprise plan, owned by SYSTEM_OWNER_EMAIL. Calls made there are billed to the platform."""
+    found = Workspace.objects.filter(slug=slug).exclude(schema_name="public").first()
+    if found is not None:
+        return found
+    owner = User.objects.filter(email=SYSTEM_OWNER_EMAIL).first() or User.objects.create_user(
+        SYSTEM_OWNER_EMAIL, None
+    )
+    try:
+        # Created on the enterprise plan, so it starts with that plan's monthly credit.
+        workspace = workspace_create(name=name, slug=slug, owner=owner, plan=Plan.ENTERPRISE)
+    except ApplicationError:
+        # Another process may have created it meanwhile (the slug's unique constraint decided);
+        # otherwise the slug itself is invalid, which the caller's settings must fix.
+        raced = Workspace.objects.filter(slug=slug).exclude(schema_name="public").first()
+        if raced is None:
+            raise
+        return raced
     return workspace
 
 

@@ -129,7 +129,7 @@ function onEvent(event) {
     case "error":
       if (event.message_id && current && current.id === event.message_id) {
         statusOf(current.node, `error: ${event.message}`);
-        if (event.budget) showError(`${event.message} Resets at ${event.budget.resets_at}.`);
+        if (event.budget) showError(event.budget.resets_at ? `${event.message} Resets at ${event.budget.resets_at}.` : event.message);
       } else {
         showError(event.message);
         setStreaming(current !== null);

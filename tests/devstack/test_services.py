@@ -434,15 +434,17 @@ def test_cli_dev_profile_reads_its_own_port_variables(tmp_path: Path) -> None:
         AISAAS_PG_PORT=str(pg_port),
         AISAAS_REDIS_PORT=str(redis_port),
     )
+    env.pop("STRIPE_SECRET_KEY", None)
 
     # when the CLI reports the dev profile's status
     status = cli(env, "status", "--profile", "dev")
 
-    # then it reports those ports, not the dev defaults, and touches nothing
+    # then it reports those ports, not the dev defaults, and touches nothing (with no
+    # STRIPE_SECRET_KEY the dev profile also has the Stripe fake)
     assert status.returncode == 0
     assert f"127.0.0.1:{pg_port}/aisaas" in status.stdout
     assert f"redis://127.0.0.1:{redis_port}/0" in status.stdout
-    assert status.stdout.count("stopped") == 2
+    assert status.stdout.count("stopped") == 3
     assert list(tmp_path.iterdir()) == []
 
 

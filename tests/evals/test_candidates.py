@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.test import Client
 
 from apps.evals.dataset import EvalDataError, parse_example
@@ -117,7 +117,9 @@ def test_a_trace_without_a_prompt_cannot_be_promoted(eval_ws: Workspace, owner: 
 
 
 def staff_client(*codenames: str) -> Client:
+    """A support staff member (the trace admin opens to the `support` group) with `codenames`."""
     user = UserFactory.create(is_staff=True)
+    user.groups.add(Group.objects.get(name="support"))
     user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     client = Client(HTTP_HOST="localhost")
     client.force_login(user)

@@ -1,14 +1,24 @@
 """Atomic budget reservations in Redis (DESIGN §4 step 3, playbook §11).
 
 Before a call, one Lua script checks every scope that applies (workspace tokens per day, user
-requests per day, later agent, run and credit balance) and reserves the worst case in all of
+requests per day, the credit balance, later agent and run) and reserves the worst case in all of
 them — or in none. Concurrent calls therefore can't all pass on the same below-limit value, the
 way read-then-write checks let them. After the call, `settle` releases the reservation and adds
 what was really used; it is idempotent. Reservations carry a TTL; `janitor` releases those whose
 caller died, and a late settle still counts the usage once.
 
-Data: each scope is a hash {used, reserved} under its key; a reservation is a string key holding
-{counter key: amount} JSON, indexed by expiry in one sorted set for the janitor.
+Data: each counter scope is a hash {used, reserved} under its key; a reservation is a string key
+holding {counter key: amount} JSON, indexed by expiry in one sorted set for the janitor.
+
+A *balance* scope (the credit balance: `Scope.seq` set) has no fixed limit. Its hash holds
+{limit, seq, reserved, pending, p:<reservation id>…}: `limit` is the ledger balance as of ledger
+entry `seq`; `pending` is what settled calls cost that the ledger has not debited yet, one
+`p:<id>` field per call. A reservation passes when pending + reserved + amount <= limit. The
+caller's own read of the ledger (limit, seq) replaces the stored one only when it is newer, so
+top-ups and grants count at the next call. Once a debit commits, `BALANCE_POSTED` moves the
+call's amount out of pending and sets the balance it produced, in one step and at most once per
+call: a late or repeated acknowledgement can make a cost count twice for a moment, never zero
+times. The hash never expires while anything is pending.
 """
 
 from __future__ import annotations
@@ -27,20 +37,39 @@ EXPIRED = "expired"  # a reservation the janitor released; a late settle still c
 
 _RESERVE = """
 local n = tonumber(ARGV[1])
+local found = {}
 for i = 1, n do
-  local base = 4 + (i - 1) * 3
+  local base = 4 + (i - 1) * 4
   local limit = tonumber(ARGV[base + 1])
   local amount = tonumber(ARGV[base + 2])
-  local used = tonumber(redis.call('HGET', KEYS[i], 'used') or '0')
-  local reserved = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
-  if used + reserved + amount > limit then
-    return {i, used, reserved}
+  local seq = tonumber(ARGV[base + 4])
+  local used, reserved
+  if seq >= 0 then
+    local stored = redis.call('HMGET', KEYS[i], 'limit', 'seq', 'pending', 'reserved')
+    if stored[1] and tonumber(stored[2]) >= seq then
+      limit = tonumber(stored[1])
+    else
+      redis.call('HSET', KEYS[i], 'limit', limit, 'seq', seq)
+    end
+    used = tonumber(stored[3] or '0')
+    reserved = tonumber(stored[4] or '0')
+  else
+    used = tonumber(redis.call('HGET', KEYS[i], 'used') or '0')
+    reserved = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
   end
+  if used + reserved + amount > limit then
+    return {i, used, reserved, limit}
+  end
+  found[i] = used
 end
 for i = 1, n do
-  local base = 4 + (i - 1) * 3
+  local base = 4 + (i - 1) * 4
   redis.call('HINCRBY', KEYS[i], 'reserved', tonumber(ARGV[base + 2]))
-  redis.call('EXPIRE', KEYS[i], tonumber(ARGV[base + 3]))
+  if tonumber(ARGV[base + 4]) >= 0 and found[i] > 0 then
+    redis.call('PERSIST', KEYS[i])
+  else
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[base + 3]))
+  end
 end
 redis.call('SET', KEYS[n + 1], ARGV[4], 'EX', tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[n + 2], tonumber(ARGV[2]), KEYS[n + 1])
@@ -56,21 +85,50 @@ end
 if payload ~= 'expired' then
   local amounts = cjson.decode(payload)
   for i = 1, n do
-    local amount = amounts[KEYS[i]]
-    if amount then
-      redis.call('HINCRBY', KEYS[i], 'reserved', -tonumber(amount))
+    local amount = tonumber(amounts[KEYS[i]] or '0')
+    if amount ~= 0 then  -- Lua's -0 reaches Redis as "-0", which HINCRBY refuses
+      redis.call('HINCRBY', KEYS[i], 'reserved', -amount)
     end
   end
 end
 for i = 1, n do
   local actual = tonumber(ARGV[1 + i])
   if actual > 0 then
-    redis.call('HINCRBY', KEYS[i], 'used', actual)
+    if ARGV[1 + n + i] == '1' then
+      redis.call('HINCRBY', KEYS[i], 'pending', actual)
+      redis.call('HSET', KEYS[i], 'p:' .. ARGV[2 + 2 * n], actual)
+      redis.call('PERSIST', KEYS[i])
+    else
+      redis.call('HINCRBY', KEYS[i], 'used', actual)
+    end
   end
 end
 redis.call('DEL', KEYS[n + 1])
 redis.call('ZREM', KEYS[n + 2], KEYS[n + 1])
 return 1
+"""
+
+# A debit committed: the ledger balance is ARGV[1] as of entry ARGV[2]. Take the call's pending
+# amount out (once: the field goes with it) and keep the newer balance. A hash that is gone
+# pends nothing; the next reservation starts it from the ledger.
+BALANCE_POSTED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local seq = tonumber(ARGV[2])
+if tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1') < seq then
+  redis.call('HSET', KEYS[1], 'limit', tonumber(ARGV[1]), 'seq', seq)
+end
+local field = 'p:' .. ARGV[3]
+local amount = redis.call('HGET', KEYS[1], field)
+if amount then
+  redis.call('HDEL', KEYS[1], field)
+  if redis.call('HINCRBY', KEYS[1], 'pending', -tonumber(amount)) <= 0 then
+    redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  end
+  return 1
+end
+return 0
 """
 
 _JANITOR = """
@@ -79,7 +137,9 @@ for _, key in ipairs(due) do
   local payload = redis.call('GET', key)
   if payload and payload ~= 'expired' then
     for counter, amount in pairs(cjson.decode(payload)) do
-      redis.call('HINCRBY', counter, 'reserved', -tonumber(amount))
+      if tonumber(amount) ~= 0 then
+        redis.call('HINCRBY', counter, 'reserved', -tonumber(amount))
+      end
     end
     redis.call('SET', key, 'expired', 'EX', tonumber(ARGV[3]))
   end
@@ -101,6 +161,8 @@ class Scope:
     unit: str = "tokens"
     ttl: int = 2 * 86400  # how long the counter lives (a daily counter outlives its day)
     resets_at: str | None = None
+    # A balance scope: `limit` is the ledger balance as of ledger entry `seq` (module docstring).
+    seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,15 +205,20 @@ class BudgetStore:
         self._settle = client.register_script(_SETTLE)
         self._janitor = client.register_script(_JANITOR)
 
-    async def reserve(self, scopes: Sequence[Scope], *, ttl: int | None = None) -> Reservation:
-        """Reserve every scope's amount, or raise BudgetExceededError naming the first refusal."""
-        reservation_id = uuid.uuid4().hex
+    async def reserve(
+        self, scopes: Sequence[Scope], *, ttl: int | None = None, reservation_id: str | None = None
+    ) -> Reservation:
+        """Reserve every scope's amount, or raise BudgetExceededError naming the first refusal.
+        `reservation_id` (unique; default a fresh uuid) names what a balance scope's pending
+        amount is kept under until its debit is posted: the gateway passes the call id."""
+        reservation_id = reservation_id or uuid.uuid4().hex
         key = f"{self.prefix}:reservation:{reservation_id}"
         ttl = ttl or self.reservation_ttl
         payload = json.dumps({s.key: s.amount for s in scopes})
         args: list[str | int] = [len(scopes), int(time.time()) + ttl, ttl + 86400, payload]
         for scope in scopes:
-            args += [scope.limit, scope.amount, scope.ttl]
+            seq = -1 if scope.seq is None else scope.seq
+            args += [scope.limit, scope.amount, scope.ttl, seq]
         result = await self._reserve(
             keys=[*(s.key for s in scopes), key, self.expiry_key], args=args
         )
@@ -162,7 +229,7 @@ class BudgetStore:
                 Denial(
                     scope=scope.name,
                     kind=scope.kind,
-                    limit=scope.limit,
+                    limit=int(result[3]),
                     used=int(result[1]),
                     reserved=int(result[2]),
                     requested=scope.amount,
@@ -176,7 +243,12 @@ class BudgetStore:
         """Release the reservation and add `actual` usage per scope name. Idempotent: returns
         False (and changes nothing) when the reservation was already settled."""
         scopes = reservation.scopes
-        args = [len(scopes), *(max(0, int(actual.get(s.name, 0))) for s in scopes)]
+        args: list[str | int] = [
+            len(scopes),
+            *(max(0, int(actual.get(s.name, 0))) for s in scopes),
+            *(0 if s.seq is None else 1 for s in scopes),
+            reservation.id,
+        ]
         done = await self._settle(
             keys=[*(s.key for s in scopes), reservation.key, self.expiry_key], args=args
         )
@@ -201,17 +273,21 @@ class BudgetStore:
                 return released
 
     async def usage(self, scopes: Sequence[Scope]) -> list[ScopeUsage]:
-        """Used / reserved / limit per scope, for banners and the budget CLI."""
+        """Used / reserved / limit per scope, for banners and the budget CLI. A balance scope's
+        `used` is its pending amount, and its limit the newer of the stored and the given one."""
         async with self.client.pipeline(transaction=False) as pipe:
             for scope in scopes:
-                pipe.hmget(scope.key, ["used", "reserved"])
+                if scope.seq is None:
+                    pipe.hmget(scope.key, ["used", "reserved"])
+                else:
+                    pipe.hmget(scope.key, ["pending", "reserved", "limit", "seq"])
             rows = await pipe.execute()
         return [
             ScopeUsage(
                 name=s.name,
                 used=int(row[0] or 0),
                 reserved=int(row[1] or 0),
-                limit=s.limit,
+                limit=_limit(s, row),
                 unit=s.unit,
                 kind=s.kind,
                 resets_at=s.resets_at,
@@ -222,3 +298,14 @@ class BudgetStore:
     async def open_reservations(self) -> int:
         """How many reservations are outstanding (tests and the budget CLI)."""
         return int(await self.client.zcard(self.expiry_key))
+
+
+def balance_key(schema: str) -> str:
+    """The credit balance scope's hash of a workspace."""
+    return f"{schema}:credits"
+
+
+def _limit(scope: Scope, row: Sequence[bytes | None]) -> int:
+    if scope.seq is None or row[2] is None or int(row[3] or -1) < scope.seq:
+        return scope.limit
+    return int(row[2])

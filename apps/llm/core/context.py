@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .budget import Scope
+from .budget import Scope, balance_key
+from .errors import CREDIT_BALANCE
 from .providers.base import Provider
 from .routing import RoutingTable
 from .types import ActorType
@@ -32,6 +33,15 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class CreditLimit:
+    """The workspace's credit as the caller read it from the ledger: the balance scope's limit."""
+
+    balance_micros: int
+    seq: int  # the newest ledger entry the balance includes
+    byok_fee_micros: int = 0  # charged per call on the workspace's own key, instead of the cost
+
+
+@dataclass(frozen=True, slots=True)
 class CallScope:
     """Everything the gateway needs about the caller; built by Django glue from the workspace."""
 
@@ -44,7 +54,8 @@ class CallScope:
     limits: Limits = Limits()
     user_id: int | None = None
     byok: frozenset[str] = frozenset()  # providers that use the workspace's own key
-    extra_scopes: tuple[Scope, ...] = ()  # agent / run / credit scopes added by callers
+    extra_scopes: tuple[Scope, ...] = ()  # agent / run scopes added by callers
+    credit: CreditLimit | None = None  # None: the call is not paid from a credit balance
     timeout: float = 60.0
     request_id: str | None = None
 
@@ -104,6 +115,34 @@ class NoDebit:
 
     async def debit(self, record: CallRecord) -> None:
         return None
+
+
+def credit_charge(record: CallRecord, *, byok_fee: int) -> int:
+    """What a finished call takes from its workspace's credit, in micro-dollars: its cost, or on
+    the workspace's own key (BYOK) only the platform fee; nothing for a cache hit or for a call
+    that used nothing. The reservation's settle and the ledger debit both charge this."""
+    if record.cached:
+        return 0
+    if record.byok:
+        used = record.status != "error" or record.input_tokens + record.output_tokens > 0
+        return byok_fee if used else 0
+    return record.cost_micros
+
+
+def credit_scope(scope: CallScope, *, amount: int) -> Scope | None:
+    """The credit balance scope of a call whose worst-case charge is `amount`."""
+    if scope.credit is None:
+        return None
+    return Scope(
+        name=CREDIT_BALANCE,
+        key=balance_key(scope.schema),
+        limit=scope.credit.balance_micros,
+        amount=amount,
+        kind="budget",
+        unit="micro-dollars",
+        ttl=86400,
+        seq=scope.credit.seq,
+    )
 
 
 def daily_scopes(scope: CallScope, *, tokens: int, now: float | None = None) -> list[Scope]:

@@ -32,6 +32,9 @@ class UnknownAliasError(InvalidRequestError):
     status = 404
 
 
+CREDIT_BALANCE = "credit_balance"  # the scope name of the workspace's credit
+
+
 @dataclass(frozen=True, slots=True)
 class Denial:
     """Which budget scope refused a reservation, its limit and what is used or reserved."""
@@ -52,10 +55,19 @@ class BudgetExceededError(GatewayError):
     code = "budget_exceeded"
 
     def __init__(self, denial: Denial):
-        super().__init__(
-            f"The {denial.scope} limit is reached: {denial.used + denial.reserved} of "
-            f"{denial.limit} {denial.unit} used or reserved, this call needs {denial.requested}."
-        )
+        if denial.scope == CREDIT_BALANCE:
+            message = (
+                f"Out of credits: the credit balance is {denial.limit} micro-dollars with "
+                f"{denial.used + denial.reserved} pending or reserved, and this call may cost "
+                f"up to {denial.requested}. Top up or upgrade the plan."
+            )
+        else:
+            message = (
+                f"The {denial.scope} limit is reached: {denial.used + denial.reserved} of "
+                f"{denial.limit} {denial.unit} used or reserved, this call needs "
+                f"{denial.requested}."
+            )
+        super().__init__(message)
         self.denial = denial
 
     @property

@@ -25,8 +25,18 @@ from .budget import BudgetStore, Scope
 from .cache import ExactCache, cache_key
 from .call import Call, ProviderClock, StreamState, measure
 from .checks import check_chat_request, check_embed_request, json_error
-from .context import CallRecord, CallScope, CallSink, DebitPort, NoDebit, daily_scopes
+from .context import (
+    CallRecord,
+    CallScope,
+    CallSink,
+    DebitPort,
+    NoDebit,
+    credit_charge,
+    credit_scope,
+    daily_scopes,
+)
 from .errors import (
+    CREDIT_BALANCE,
     GatewayError,
     ProviderError,
     ProviderUnavailableError,
@@ -285,6 +295,13 @@ class Gateway:
                 raise
         return await provider.embed(request.inputs, model=call.route.model, timeout=timeout)
 
+    async def credit_needed(self, scope: CallScope, alias: str) -> int:
+        """The least credit a call on `alias` reserves (no input, the alias's max_tokens): a
+        balance below it refuses every such call, so a paywall can show before one is tried."""
+        call = Call(scope=scope, request=ChatRequest(alias=alias, messages=()), streaming=False)
+        await self.resolve_alias(call)
+        return self._worst_charge(call)
+
     # --- before the call ----------------------------------------------------------------
     async def validate(self, call: Call) -> None:
         call.input_estimate = check_chat_request(call.request, call.scope.limits)
@@ -303,8 +320,10 @@ class Gateway:
         call.signals = injection_signals(call.request.messages)
 
     async def reserve_budget(self, call: Call) -> None:
+        # Named by the call id: the credit scope's pending charge is kept under it until the
+        # ledger debit of this call (idempotency key `call:<call id>`) acknowledges it.
         call.reservation = await self.budget.reserve(
-            self._scopes(call), ttl=self.settings.reservation_ttl
+            self._scopes(call), ttl=self.settings.reservation_ttl, reservation_id=call.call_id
         )
 
     async def lookup_exact_cache(self, call: Call) -> None:
@@ -494,6 +513,12 @@ class Gateway:
             scope.name: measure(scope, call.usage, call.cost, counted)
             for scope in call.reservation.scopes
         }
+        credit = call.scope.credit
+        if credit is not None:
+            # What the ledger will debit for this call: pending until that debit is posted.
+            actual[CREDIT_BALANCE] = credit_charge(
+                self._record(call), byok_fee=credit.byok_fee_micros
+            )
         await self.budget.settle(call.reservation, actual)
 
     async def store_exact_cache(self, call: Call) -> None:
@@ -509,8 +534,8 @@ class Gateway:
             await self.cache.set(call.key, call.response)
 
     async def debit_credits(self, call: Call) -> None:
-        if call.status != "error" or call.cost:
-            await self.debit.debit(self._record(call))
+        # Every call goes to the port: it alone knows what (if anything) the ledger charges.
+        await self.debit.debit(self._record(call))
 
     async def record_call(self, call: Call) -> None:
         await self.sink.record(self._record(call))
@@ -522,13 +547,30 @@ class Gateway:
         if any(s.unit == "micro-dollars" for s in extra):  # price the worst case only if it counts
             worst = self._worst_cost(call)
             extra = [replace(s, amount=worst) if s.unit == "micro-dollars" else s for s in extra]
-        return [*daily_scopes(call.scope, tokens=call.input_estimate + call.max_tokens), *extra]
+        scopes = [*daily_scopes(call.scope, tokens=call.input_estimate + call.max_tokens), *extra]
+        credit = credit_scope(call.scope, amount=self._worst_charge(call))
+        return scopes if credit is None else [*scopes, credit]
 
     def _worst_cost(self, call: Call) -> int:
         assert call.routes is not None
         worst = Usage(input_tokens=call.input_estimate, output_tokens=call.max_tokens)
         return max(
             cost_micros(r.provider, r.model, worst, nominal=self.settings.nominal_rate)
+            for r in call.routes.routes
+        )
+
+    def _worst_charge(self, call: Call) -> int:
+        """The most this call can take from the credit balance, over primary and fallback: a
+        route on the workspace's own key is charged the BYOK fee instead of its cost."""
+        credit = call.scope.credit
+        if credit is None:
+            return 0
+        assert call.routes is not None
+        worst = Usage(input_tokens=call.input_estimate, output_tokens=call.max_tokens)
+        return max(
+            credit.byok_fee_micros
+            if r.provider in call.scope.byok
+            else cost_micros(r.provider, r.model, worst, nominal=self.settings.nominal_rate)
             for r in call.routes.routes
         )
 

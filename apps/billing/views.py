@@ -1,0 +1,137 @@
+"""The workspace billing page (owners and admins): balance, plan and upgrades, top-up, usage by
+feature, ledger history and outcomes with their dispute form. Payments happen on Stripe's
+Checkout: these views only start it (apps.billing.checkout) and send the browser there."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from apps.common.errors import ApplicationError, PermissionDeniedError
+from apps.workspaces.forms import attach_error
+from apps.workspaces.models import Membership, User, Workspace
+
+from .checkout import checkout_subscription_start, checkout_topup_start
+from .forms import DisputeForm, TopUpForm, UpgradeForm
+from .ledger import balance_get
+from .outcomes import outcome_dispute
+from .selectors import access_outcome, ledger_history, outcome_list, plan_choice, usage_by_feature
+
+LEDGER_PAGE_SIZE = 25
+OUTCOMES_SHOWN = 50
+CHECKOUT_BANNERS = {
+    "success": ("success", "Payment received — your credits appear in a few seconds."),
+    "cancelled": ("info", "Checkout was cancelled; nothing was charged."),
+}
+
+
+def _actor(request: HttpRequest) -> Membership:
+    return request.membership  # type: ignore[attr-defined]
+
+
+def _workspace(request: HttpRequest) -> Workspace:
+    return request.workspace  # type: ignore[attr-defined]
+
+
+def _refused(request: HttpRequest) -> HttpResponse:
+    return render(request, "billing/refused.html", status=403)
+
+
+def billing_page(
+    request: HttpRequest, *, topup_form: TopUpForm | None = None, status: int = 200
+) -> HttpResponse:
+    if not _actor(request).can_manage:
+        return _refused(request)
+    workspace = _workspace(request)
+    chart = usage_by_feature(workspace=workspace)
+    ledger = Paginator(ledger_history(workspace=workspace), LEDGER_PAGE_SIZE)
+    context = {
+        "balance_micros": balance_get(workspace_id=workspace.pk).balance_micros,
+        "plans": plan_choice(workspace=workspace),
+        "topup_form": topup_form or TopUpForm(),
+        "chart": chart,
+        "chart_data": chart.chartjs(),
+        "ledger_page": ledger.get_page(request.GET.get("page")),
+        "outcomes": outcome_list(workspace=workspace)[:OUTCOMES_SHOWN],
+        "dispute_form": DisputeForm(),
+        "now": timezone.now(),
+        "checkout_banner": CHECKOUT_BANNERS.get(request.GET.get("checkout", "")),
+    }
+    return render(request, "billing/billing.html", context, status=status)
+
+
+def _checkout_refused(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
+    if isinstance(exc, PermissionDeniedError):
+        return _refused(request)
+    messages.error(request, exc.message)
+    return billing_page(request, status=exc.status)
+
+
+@require_POST
+def topup(request: HttpRequest) -> HttpResponse:
+    if not _actor(request).can_manage:
+        return _refused(request)
+    form = TopUpForm(request.POST)
+    if form.is_valid():
+        try:
+            url = checkout_topup_start(
+                workspace=_workspace(request),
+                user=cast(User, request.user),
+                usd=form.cleaned_data["usd"],
+            )
+        except PermissionDeniedError:
+            return _refused(request)
+        except ApplicationError as exc:
+            # Refused amounts (400) and an unreachable payment provider (503) alike.
+            attach_error(form, exc)
+            return billing_page(request, topup_form=form, status=exc.status)
+        return redirect(url)
+    return billing_page(request, topup_form=form, status=400)
+
+
+@require_POST
+def upgrade(request: HttpRequest) -> HttpResponse:
+    if not _actor(request).can_manage:
+        return _refused(request)
+    form = UpgradeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose one of the plans below.")
+        return billing_page(request, status=400)
+    try:
+        url = checkout_subscription_start(
+            workspace=_workspace(request),
+            user=cast(User, request.user),
+            plan_code=form.cleaned_data["plan"],
+        )
+    except ApplicationError as exc:
+        return _checkout_refused(request, exc)
+    return redirect(url)
+
+
+@require_POST
+def dispute(request: HttpRequest, outcome_id: int) -> HttpResponse:
+    if not _actor(request).can_manage:
+        return _refused(request)
+    outcome = access_outcome(workspace=_workspace(request), outcome_id=outcome_id)
+    form = DisputeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(str(error) for error in form.errors["reason"]))
+        return billing_page(request, status=400)
+    try:
+        outcome_dispute(
+            outcome=outcome, membership=_actor(request), reason=form.cleaned_data["reason"]
+        )
+    except PermissionDeniedError:
+        return _refused(request)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return billing_page(request, status=exc.status)
+    messages.success(request, f"Outcome “{outcome.kind}” disputed; staff will review it.")
+    return redirect(reverse("billing") + "#outcomes")

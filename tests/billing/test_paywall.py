@@ -1,0 +1,150 @@
+"""The paywall: at zero credit the chat shows a top-up/upgrade panel instead of the composer
+(owners and admins get the link, members are told to ask an admin), the chat socket refuses
+with a clear message, and nobody outside the workspace sees any of it."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx2 as httpx
+import pytest
+from django_tenants.utils import schema_context
+
+from apps.agents.consumers import OUT_OF_CREDITS, _refusal
+from apps.agents.services import conversation_create
+from apps.billing.ledger import balance_get, ledger_post
+from apps.llm.core.errors import BudgetExceededError, Denial
+from apps.workspaces.models import Membership, Role, User, Workspace
+from tests.api import conftest as api_fixtures
+from tests.api.conftest import MakeKey
+from tests.asgi_server import run_committed
+from tests.billing.conftest import MakeWorkspace
+from tests.conftest import host_client
+from tests.factories import UserFactory
+from tests.fakes import FakeOpenAIServer
+
+# The /v1 API on daphne, its upstream fake and committed API keys (tests/api's fixtures).
+api_server = api_fixtures.api_server
+upstream = api_fixtures.upstream
+make_key = api_fixtures.make_key
+http = api_fixtures.http
+
+
+def _at_zero(workspace: Workspace) -> None:
+    ledger_post(
+        workspace_id=workspace.pk,
+        delta_micros=-balance_get(workspace_id=workspace.pk).balance_micros,
+        reason="adjustment",
+        idempotency_key=f"zero:{uuid.uuid4().hex}",
+    )
+
+
+def _page(workspace: Workspace, user: User) -> str:
+    with schema_context(workspace.schema_name):
+        conversation = conversation_create(user=user)
+    response = host_client(f"{workspace.slug}.localhost", user).get(f"/chat/c/{conversation.pk}/")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+@pytest.fixture
+def owner_and_member(make_workspace: MakeWorkspace) -> tuple[Workspace, User, User]:
+    owner = UserFactory.create()
+    workspace = make_workspace(owner=owner)
+    member = UserFactory.create()
+    Membership.objects.create(workspace=workspace, user=member, role=Role.MEMBER)
+    return workspace, owner, member
+
+
+def test_with_credit_the_composer_shows(owner_and_member: tuple[Workspace, User, User]) -> None:
+    workspace, owner, _ = owner_and_member
+    html = _page(workspace, owner)
+    assert 'data-testid="composer"' in html
+    assert 'data-testid="credits-panel"' not in html
+
+
+def test_at_zero_owners_get_the_top_up_panel_instead_of_the_composer(
+    owner_and_member: tuple[Workspace, User, User],
+) -> None:
+    workspace, owner, _ = owner_and_member
+    _at_zero(workspace)
+    html = _page(workspace, owner)
+    assert 'data-testid="credits-panel"' in html
+    assert "Out of credits — top up or upgrade." in html
+    assert 'href="/billing/" data-testid="top-up"' in html
+    assert 'data-testid="composer"' not in html
+
+
+def test_at_zero_members_are_told_to_ask_an_admin(
+    owner_and_member: tuple[Workspace, User, User],
+) -> None:
+    workspace, _, member = owner_and_member
+    _at_zero(workspace)
+    html = _page(workspace, member)
+    assert 'data-testid="credits-panel"' in html
+    assert "Ask a workspace owner or admin" in html
+    assert 'data-testid="top-up"' not in html
+    assert 'data-testid="composer"' not in html
+
+
+def test_below_the_smallest_calls_worst_case_is_out_of_credits(
+    owner_and_member: tuple[Workspace, User, User],
+) -> None:
+    workspace, owner, _ = owner_and_member
+    _at_zero(workspace)
+    ledger_post(
+        workspace_id=workspace.pk, delta_micros=50, reason="adjustment", idempotency_key="crumb"
+    )
+    assert 'data-testid="credits-panel"' in _page(workspace, owner)
+
+
+def test_an_outsider_sees_nothing_of_the_workspace(
+    owner_and_member: tuple[Workspace, User, User], outsider: User
+) -> None:
+    workspace, owner, _ = owner_and_member
+    _at_zero(workspace)
+    with schema_context(workspace.schema_name):
+        conversation = conversation_create(user=owner)
+    client = host_client(f"{workspace.slug}.localhost", outsider)
+    for path in ("/chat/", f"/chat/c/{conversation.pk}/"):
+        response = client.get(path)
+        assert response.status_code in (302, 403, 404)
+        assert b"credits-panel" not in response.content
+
+
+def test_the_chat_socket_says_out_of_credits() -> None:
+    denial = Denial(
+        scope="credit_balance",
+        kind="budget",
+        limit=0,
+        used=0,
+        reserved=0,
+        requested=16_000,
+        unit="micro-dollars",
+    )
+    assert _refusal(BudgetExceededError(denial)) == OUT_OF_CREDITS
+    assert "/billing/" in OUT_OF_CREDITS
+
+
+def test_the_api_answers_402_at_zero_without_calling_the_model(
+    make_committed_workspace: MakeWorkspace,
+    make_key: MakeKey,
+    http: httpx.Client,
+    upstream: FakeOpenAIServer,
+) -> None:
+    workspace = make_committed_workspace()
+    run_committed(lambda: _at_zero(workspace))
+    key = make_key(workspace.slug)
+    before = len(upstream.requests)
+
+    response = http.post(
+        "/chat/completions",
+        headers={"authorization": f"Bearer {key.secret}"},
+        json={"model": "smart", "messages": [{"role": "user", "content": "hello"}]},
+    )
+
+    assert response.status_code == 402
+    error = response.json()["error"]
+    assert error["code"] == "credit_balance_exceeded"
+    assert "Out of credits" in error["message"]
+    assert len(upstream.requests) == before
