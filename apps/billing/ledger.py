@@ -145,25 +145,66 @@ def credits_grant(
     """Add credit by hand (operators). Without a key every grant is new; with one, repeating it
     changes nothing, and reusing it for a different grant is refused."""
     if amount_micros <= 0:
-        raise ApplicationError("Grant a positive amount; corrections are new entries.", field="usd")
+        raise ApplicationError(
+            "Grant a positive amount (to take credit back, use `credits take`).", field="usd"
+        )
     if reason not in GRANT_REASONS:
         raise ApplicationError(
             f"Unknown reason “{reason}”: use one of {', '.join(GRANT_REASONS)}.", field="reason"
         )
+    return _operator_post(
+        workspace_id=workspace_id,
+        delta_micros=amount_micros,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        metadata=metadata,
+    )
+
+
+def credits_take(
+    *,
+    workspace_id: int,
+    amount_micros: int,
+    idempotency_key: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Posting:
+    """Take credit back by hand (a correcting `adjustment` entry): never below zero."""
+    if amount_micros <= 0:
+        raise ApplicationError("Take a positive amount.", field="usd")
+    return _operator_post(
+        workspace_id=workspace_id,
+        delta_micros=-amount_micros,
+        reason=LedgerReason.ADJUSTMENT,
+        idempotency_key=idempotency_key,
+        metadata=metadata,
+        allow_negative=False,
+    )
+
+
+def _operator_post(
+    *,
+    workspace_id: int,
+    delta_micros: int,
+    reason: str,
+    idempotency_key: str | None,
+    metadata: dict[str, Any] | None,
+    allow_negative: bool = True,
+) -> Posting:
     key = idempotency_key.strip() if idempotency_key is not None else f"grant:{uuid.uuid4().hex}"
     if not key or len(key) > 200:
         raise ApplicationError("An idempotency key has 1–200 characters.", field="idempotency_key")
     posting = ledger_post(
         workspace_id=workspace_id,
-        delta_micros=amount_micros,
+        delta_micros=delta_micros,
         reason=reason,
         idempotency_key=key,
         metadata=metadata,
+        allow_negative=allow_negative,
     )
     entry = posting.entry
     same = (entry.workspace_id, entry.delta_micros, entry.reason) == (
         workspace_id,
-        amount_micros,
+        delta_micros,
         reason,
     )
     if not posting.created and not same:

@@ -95,3 +95,21 @@ def test_unknown_workspaces_and_reasons_are_refused(make_workspace: MakeWorkspac
     with pytest.raises(CommandError):
         _run("grant", "--workspace", workspace.slug, "--usd", "5", "--reason", "gift")
     assert LedgerEntry.objects.filter(workspace=workspace).count() == 1
+
+
+def test_take_removes_credit_but_never_below_zero(make_workspace: MakeWorkspace) -> None:
+    workspace = make_workspace()
+    start = LedgerEntry.objects.get(workspace=workspace).balance_after_micros
+
+    out = _run("take", "--workspace", workspace.slug, "--usd", "0.25", "--note", "demo")
+
+    assert "Took back 250 credits" in out
+    entry = LedgerEntry.objects.filter(workspace=workspace).first()
+    assert entry is not None
+    assert (entry.delta_micros, entry.reason) == (-250_000, "adjustment")
+    assert entry.balance_after_micros == start - 250_000
+    assert entry.metadata == {"by": "operator", "note": "demo"}
+    for usd, message in (("0", "positive"), ("-1", "positive"), ("999999", "Not enough credit")):
+        with pytest.raises(CommandError, match=message):
+            _run("take", "--workspace", workspace.slug, "--usd", usd)
+    assert LedgerEntry.objects.filter(workspace=workspace).count() == 2

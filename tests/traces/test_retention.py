@@ -85,6 +85,14 @@ def stored_call(workspace: Workspace, at: datetime = T0) -> LlmTraceRaw:
     return raw
 
 
+@pytest.fixture(autouse=True)
+def _only_this_tests_rows() -> None:
+    """Earlier tests leave committed calls of acme and globex; inside this test's transaction
+    (rolled back afterwards) they go, so counts and sweeps see this test's rows only."""
+    EvalCandidate.objects.all().delete()
+    LlmCallLog.objects.all().delete()  # cascades to traces and their raw copies
+
+
 def counts_of(results: list[RetentionCounts], workspace: Workspace) -> RetentionCounts:
     return next(c for c in results if c.workspace == workspace.slug)
 

@@ -3,9 +3,11 @@
 python manage.py credits balance --workspace acme [--json]
 python manage.py credits grant --workspace acme --usd 5 --reason adjustment
     [--idempotency-key KEY] [--note TEXT] [--json]
+python manage.py credits take --workspace acme --usd 0.5 [--idempotency-key KEY] [--note TEXT]
+    [--json]   (a correcting adjustment; never takes the balance below zero)
 
-A grant without --idempotency-key is a new entry every time it runs; with one, running it again
-changes nothing (and reusing the key for a different grant is refused).
+Without --idempotency-key every run is a new entry; with one, running it again changes nothing
+(and reusing the key for a different entry is refused).
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.billing.gateway import credit_status
-from apps.billing.ledger import GRANT_REASONS, credits, credits_grant, usd_to_micros
+from apps.billing.ledger import (
+    GRANT_REASONS,
+    Posting,
+    credits,
+    credits_grant,
+    credits_take,
+    usd_to_micros,
+)
 from apps.common.errors import ApplicationError
 from apps.workspaces.models import Workspace
 
 
 class Command(BaseCommand):
-    help = "Show a workspace's credit balance, or grant it credit."
+    help = "Show a workspace's credit balance, grant it credit or take credit back."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -36,6 +45,12 @@ class Command(BaseCommand):
         grant.add_argument("--idempotency-key", default=None)
         grant.add_argument("--note", default="", help="kept in the entry's metadata")
         grant.add_argument("--json", action="store_true", dest="as_json")
+        take = sub.add_parser("take", help="Take credit back (an adjustment; not below zero).")
+        take.add_argument("--workspace", required=True)
+        take.add_argument("--usd", required=True, help="dollars to take, e.g. 0.5")
+        take.add_argument("--idempotency-key", default=None)
+        take.add_argument("--note", default="", help="kept in the entry's metadata")
+        take.add_argument("--json", action="store_true", dest="as_json")
 
     def handle(self, *args: Any, **options: Any) -> None:
         workspace = (
@@ -48,7 +63,7 @@ class Command(BaseCommand):
         if options["action"] == "balance":
             self._balance(workspace, as_json=options["as_json"])
         else:
-            self._grant(workspace, options)
+            self._post(workspace, options)
 
     def _balance(self, workspace: Workspace, *, as_json: bool) -> None:
         status = credit_status(workspace_id=workspace.pk, schema=workspace.schema_name)
@@ -70,18 +85,26 @@ class Command(BaseCommand):
             f"reserved {status.reserved_micros:,} µ$, available {status.available_micros:,} µ$"
         )
 
-    def _grant(self, workspace: Workspace, options: dict[str, Any]) -> None:
+    def _post(self, workspace: Workspace, options: dict[str, Any]) -> None:
+        metadata = {"by": "operator", **({"note": options["note"]} if options["note"] else {})}
         try:
             amount = usd_to_micros(options["usd"])
-            posting = credits_grant(
-                workspace_id=workspace.pk,
-                amount_micros=amount,
-                reason=options["reason"],
-                idempotency_key=options["idempotency_key"],
-                metadata={"by": "operator", "note": options["note"]}
-                if options["note"]
-                else {"by": "operator"},
-            )
+            posting: Posting
+            if options["action"] == "grant":
+                posting = credits_grant(
+                    workspace_id=workspace.pk,
+                    amount_micros=amount,
+                    reason=options["reason"],
+                    idempotency_key=options["idempotency_key"],
+                    metadata=metadata,
+                )
+            else:
+                posting = credits_take(
+                    workspace_id=workspace.pk,
+                    amount_micros=amount,
+                    idempotency_key=options["idempotency_key"],
+                    metadata=metadata,
+                )
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         entry = posting.entry
@@ -98,11 +121,12 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(payload, indent=2))
             return
         if not posting.created:
-            self.stdout.write(f"Already granted (entry {entry.pk}); nothing changed.")
+            self.stdout.write(f"Already posted (entry {entry.pk}); nothing changed.")
             return
+        verb = "Granted" if entry.delta_micros > 0 else "Took back"
         self.stdout.write(
             self.style.SUCCESS(
-                f"Granted {credits(entry.delta_micros):,} credits to {workspace.slug} "
-                f"(entry {entry.pk}); balance {credits(posting.balance_micros):,} credits."
+                f"{verb} {credits(abs(entry.delta_micros)):,} credits ({workspace.slug}, "
+                f"entry {entry.pk}); balance {credits(posting.balance_micros):,} credits."
             )
         )
