@@ -87,6 +87,7 @@ class LedgerEntry(models.Model):
 
     class Meta:
         db_table = "billing_ledger_entry"
+        verbose_name_plural = "ledger entries"
         ordering: ClassVar[list[str]] = ["-id"]
         indexes: ClassVar[list[Any]] = [
             models.Index(fields=["workspace", "created_at"], name="ledger_ws_time"),

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
+from apps.billing.plans import all_workspaces_grant_monthly
 from apps.workspaces.models import Membership, Role, User, Workspace
 from apps.workspaces.services import workspace_create
 
@@ -41,6 +42,9 @@ class Command(BaseCommand):
                 (owner.email, "owner", workspace.url),
                 (member.email, "member", workspace.url),
             ]
+        # This month's plan credit for workspaces made before billing existed (idempotent; beat
+        # does the same hourly).
+        all_workspaces_grant_monthly()
         admin = _user("admin@aisaas.test", is_staff=True, is_superuser=True)
         logins.append((admin.email, "superuser", f"{settings.SITE_URL}/admin/"))
         for group_name, email in STAFF.items():
