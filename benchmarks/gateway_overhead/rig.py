@@ -15,7 +15,7 @@ from openai import AsyncOpenAI
 
 from apps.llm.core.budget import BudgetStore
 from apps.llm.core.cache import ExactCache
-from apps.llm.core.context import Actor, CallScope, CallSink, Limits
+from apps.llm.core.context import Actor, CallScope, CallSink, CreditLimit, DebitPort, Limits
 from apps.llm.core.gateway import Gateway
 from apps.llm.core.providers.openai import OpenAIProvider
 from apps.llm.core.redis_batching import BatchingRedis
@@ -106,11 +106,21 @@ def _call_sink(client: aioredis.Redis) -> CallSink:
     return RedisCallSink(client)
 
 
+def _debit_port(client: aioredis.Redis) -> DebitPort:
+    """The production debit port (one RPUSH per charged call); needs Django set up first."""
+    from apps.billing.gateway import LedgerDebit
+
+    return LedgerDebit(client)
+
+
 def build_clients(redis_url: str, base_url: str) -> Clients:
     """The core gateway with the production ports (Redis budget, cache, call-record queue) and
     the direct SDK client, both pointed at the same fake server."""
     client = BatchingRedis.from_url(redis_url)  # the production client, as in apps/llm/adapters
-    gateway = Gateway(budget=BudgetStore(client), cache=ExactCache(client), sink=_call_sink(client))
+    sink = _call_sink(client)  # sets Django up
+    gateway = Gateway(
+        budget=BudgetStore(client), cache=ExactCache(client), sink=sink, debit=_debit_port(client)
+    )
     routing = RoutingTable(
         aliases={
             ALIAS: AliasRoutes(
@@ -130,6 +140,8 @@ def build_clients(redis_url: str, base_url: str) -> Clients:
         providers={"openai": OpenAIProvider(api_key="sk-bench", base_url=base_url)},
         limits=Limits(workspace_day_tokens=10**15, user_day_requests=10**12),
         user_id=1,  # two daily scopes, as for a signed-in user: workspace tokens, user requests
+        # and the credit balance, as for every workspace (issue #7): a third reserved scope
+        credit=CreditLimit(balance_micros=10**15, seq=0),
     )
     direct = AsyncOpenAI(api_key="sk-bench", base_url=base_url, max_retries=0)
     return Clients(gateway=gateway, scope=scope, direct=direct, redis=client)
