@@ -1,8 +1,8 @@
 """Billing. Installed in SHARED_APPS (public schema).
 
 The credit ledger and balances, plans, subscriptions and Stripe objects: finance and Stripe
-webhooks work across workspaces. Outcomes (workspace content with a dispute flow) will live in a
-tenant app of their own when billing lands.
+webhooks work across workspaces. Outcomes live here too (not in a tenant schema as DESIGN §3
+suggests): the finalise task and finance read them across workspaces, like the ledger.
 """
 
 from django.apps import AppConfig
