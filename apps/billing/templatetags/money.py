@@ -19,9 +19,13 @@ def credits_filter(micros: int) -> Decimal:
 
 @register.filter
 def dollars(micros: int) -> str:
-    """Micro-dollars as a signed dollar amount to the cent: "$1,234.50", "-$0.23"."""
+    """Micro-dollars as a signed dollar amount to the cent: "$1,234.50", "-$0.23". Amounts
+    under a cent keep their digits ("$0.0011"), so a small cost never reads as nothing."""
     amount = Decimal(int(micros)) / MICROS_PER_USD
-    return f"{'-' if amount < 0 else ''}${abs(amount):,.2f}"
+    sign = "-" if amount < 0 else ""
+    if 0 < abs(amount) < Decimal("0.01"):
+        return f"{sign}${abs(amount).normalize():f}"
+    return f"{sign}${abs(amount):,.2f}"
 
 
 @register.filter
