@@ -15,6 +15,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.common.admin import ReadOnlyAdmin
 from apps.common.errors import ApplicationError
 from apps.workspaces.models import User
 
@@ -33,19 +34,6 @@ from .models import (
     UsageReport,
 )
 from .outcomes import outcome_resolve_dispute
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Viewable with the model's view permission; written only by services."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(CreditBalance)

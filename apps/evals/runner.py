@@ -30,6 +30,7 @@ from apps.llm.prompts import PromptLibrary, PromptVersion, RenderedPrompt
 from apps.llm.services import allm_chat, allm_embed
 from apps.traces.services import call_records_flush
 from apps.workspaces.models import Workspace
+from apps.workspaces.selectors import workspace_by_slug
 from apps.workspaces.services import system_workspace_get_or_create
 
 from .dataset import EvalExample, load_eval_set
@@ -46,7 +47,7 @@ def eval_workspace(*, slug: str | None = None) -> Workspace:
     log in)."""
     slug = slug or settings.EVALS_WORKSPACE
     if slug != settings.EVALS_WORKSPACE:
-        found = Workspace.objects.filter(slug=slug).exclude(schema_name="public").first()
+        found = workspace_by_slug(slug=slug)
         if found is None:
             raise LookupError(f"No workspace “{slug}”.")
         return found

@@ -26,6 +26,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from apps.billing.ledger import credits
+from apps.common.admin import ReadOnlyAdmin
 from apps.common.errors import NotFoundError, PermissionDeniedError
 from apps.evals.admin import promote_traces
 
@@ -48,21 +49,12 @@ def _identifier_q(term: str, *, call_path: str, trace_field: str) -> Q | None:
     return q
 
 
-class _StaffReadOnly(admin.ModelAdmin):
-    """Rows written by the system: staff read them, nobody adds, edits or deletes them."""
+class _StaffReadOnly(ReadOnlyAdmin):
+    """Rows written by the system, in big tables: staff read them page by page."""
 
     show_full_result_count = False  # no COUNT(*) over the whole table on every page
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(LlmTrace)

@@ -78,13 +78,20 @@ class CheckedChoiceFilter(admin.SimpleListFilter):
             )
             self.used_parameters.pop(str(self.parameter_name), None)
 
+    field = ""  # the call-log field an accepted value selects (exact match)
+
     def accepts(self, value: str) -> bool:
         return value in {str(key) for key, _ in self.lookup_choices}
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(**{f"{self.call_path}{self.field}": value}) if value else queryset
 
 
 class AliasFilter(CheckedChoiceFilter):
     title = "alias"
     parameter_name = "alias"
+    field = "alias"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [(name, name) for name in routing_table().names()]
@@ -93,50 +100,35 @@ class AliasFilter(CheckedChoiceFilter):
         # An alias removed from the routing table still names old calls.
         return bool(IDENTIFIER.match(value)) and not value.endswith("*")
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        return queryset.filter(**{f"{self.call_path}alias": value}) if value else queryset
-
 
 class ProviderFilter(CheckedChoiceFilter):
     title = "provider"
     parameter_name = "provider"
+    field = "provider"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [(name, name) for name in PROVIDERS]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        return queryset.filter(**{f"{self.call_path}provider": value}) if value else queryset
 
 
 class StatusFilter(CheckedChoiceFilter):
     title = "status"
     parameter_name = "status"
+    field = "status"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return list(CallStatus.choices)
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        return queryset.filter(**{f"{self.call_path}status": value}) if value else queryset
 
 
 class ActorTypeFilter(CheckedChoiceFilter):
     title = "actor type"
     parameter_name = "actor_type"
+    field = "actor_type"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [(kind, kind) for kind in ACTOR_TYPES]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        return queryset.filter(**{f"{self.call_path}actor_type": value}) if value else queryset
-
 
 class _FlagFilter(CheckedChoiceFilter):
-    field = ""
-
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("yes", "Yes"), ("no", "No")]
 

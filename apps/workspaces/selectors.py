@@ -8,6 +8,11 @@ from django.http import Http404
 from .models import Invitation, Membership, User, Workspace, hash_token
 
 
+def workspace_by_slug(*, slug: str) -> Workspace | None:
+    """The workspace named `slug` (never the public schema's row), or None."""
+    return Workspace.objects.filter(slug=slug).exclude(schema_name="public").first()
+
+
 def workspace_list_for_user(*, user: User) -> QuerySet[Workspace]:
     """The workspaces `user` is a member of, by name."""
     return Workspace.objects.filter(memberships__user=user).order_by("name")

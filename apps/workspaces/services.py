@@ -19,6 +19,7 @@ from apps.billing.plans import plan_grant_month
 from apps.common.errors import ApplicationError, NotFoundError, PermissionDeniedError
 
 from .models import Domain, Invitation, Membership, Plan, Role, User, Workspace, hash_token
+from .selectors import workspace_by_slug
 from .validators import schema_name_for, validate_slug
 
 log = structlog.get_logger(__name__)
@@ -84,7 +85,7 @@ SYSTEM_OWNER_EMAIL = "system@system.invalid"
 def system_workspace_get_or_create(*, slug: str, name: str) -> Workspace:
     """The platform's own workspace `slug` (evals, admin replays), created on first use:
     enterprise plan, owned by SYSTEM_OWNER_EMAIL. Calls made there are billed to the platform."""
-    found = Workspace.objects.filter(slug=slug).exclude(schema_name="public").first()
+    found = workspace_by_slug(slug=slug)
     if found is not None:
         return found
     owner = User.objects.filter(email=SYSTEM_OWNER_EMAIL).first() or User.objects.create_user(
@@ -96,7 +97,7 @@ def system_workspace_get_or_create(*, slug: str, name: str) -> Workspace:
     except ApplicationError:
         # Another process may have created it meanwhile (the slug's unique constraint decided);
         # otherwise the slug itself is invalid, which the caller's settings must fix.
-        raced = Workspace.objects.filter(slug=slug).exclude(schema_name="public").first()
+        raced = workspace_by_slug(slug=slug)
         if raced is None:
             raise
         return raced

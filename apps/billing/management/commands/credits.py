@@ -28,6 +28,7 @@ from apps.billing.ledger import (
 )
 from apps.common.errors import ApplicationError
 from apps.workspaces.models import Workspace
+from apps.workspaces.selectors import workspace_by_slug
 
 
 class Command(BaseCommand):
@@ -53,11 +54,7 @@ class Command(BaseCommand):
         take.add_argument("--json", action="store_true", dest="as_json")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        workspace = (
-            Workspace.objects.filter(slug=options["workspace"])
-            .exclude(schema_name="public")
-            .first()
-        )
+        workspace = workspace_by_slug(slug=options["workspace"])
         if workspace is None:
             raise CommandError(f"No workspace “{options['workspace']}”.")
         if options["action"] == "balance":

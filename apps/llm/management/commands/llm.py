@@ -26,6 +26,7 @@ from apps.llm.core.types import (
 from apps.llm.services import llm_budget_usage, llm_chat, llm_stream
 from apps.traces.services import call_records_flush
 from apps.workspaces.models import Workspace
+from apps.workspaces.selectors import workspace_by_slug
 
 CLI_ACTOR = Actor("system", "cli")
 
@@ -76,11 +77,7 @@ class Command(BaseCommand):
         budget.add_argument("--json", action="store_true", dest="as_json")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        workspace = (
-            Workspace.objects.filter(slug=options["workspace"])
-            .exclude(schema_name="public")
-            .first()
-        )
+        workspace = workspace_by_slug(slug=options["workspace"])
         if workspace is None:
             raise CommandError(f"No workspace “{options['workspace']}”.")
         if options["action"] == "budget":

@@ -24,6 +24,7 @@ from apps.workspaces.api_keys import (
     api_key_revoke,
 )
 from apps.workspaces.models import ApiKey, Workspace
+from apps.workspaces.selectors import workspace_by_slug
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -78,11 +79,7 @@ class Command(BaseCommand):
         which.add_argument("--id", type=int, dest="api_key_id")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        workspace = (
-            Workspace.objects.filter(slug=options["workspace"])
-            .exclude(schema_name="public")
-            .first()
-        )
+        workspace = workspace_by_slug(slug=options["workspace"])
         if workspace is None:
             raise CommandError(f"No workspace “{options['workspace']}”.")
         if options["action"] == "create":
