@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -74,6 +75,23 @@ def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0
             return True
         time.sleep(interval)
     return check()
+
+
+def terminate(pid: int, name_contains: str, *, host: str, port: int, timeout: float) -> None:
+    """SIGTERM `pid` and wait until it is gone and its port is closed; SIGKILL after `timeout`.
+
+    Both are waited for: an exiting process drops its command line (which pid_alive reads) a
+    moment before the kernel closes its sockets.
+    """
+    os.kill(pid, signal.SIGTERM)
+
+    def gone() -> bool:
+        return not pid_alive(pid, name_contains) and not port_accepts(host, port)
+
+    if not wait_until(gone, timeout=timeout):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        wait_until(gone, timeout=5)
 
 
 def tail(path: Path, lines: int = 15) -> str:

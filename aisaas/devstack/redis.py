@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from .base import (
     process_output,
     read_pid,
     tail,
+    terminate,
     wait_until,
 )
 
@@ -127,7 +126,5 @@ class EmbeddedRedis:
             pid = read_pid(self._pid_path)
             if pid is None or not self._owns(pid):
                 return False
-            os.kill(pid, signal.SIGTERM)
-            if not wait_until(lambda: not pid_alive(pid, "redis-server"), timeout=15):
-                os.kill(pid, signal.SIGKILL)
+            terminate(pid, "redis-server", host=self.host, port=self.port, timeout=15)
             return True

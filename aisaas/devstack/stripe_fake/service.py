@@ -4,13 +4,21 @@ stopped like the embedded Postgres and Redis (pid file, log, reuse when already 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..base import DevstackError, file_lock, pid_alive, port_accepts, read_pid, tail, wait_until
+from ..base import (
+    DevstackError,
+    file_lock,
+    pid_alive,
+    port_accepts,
+    read_pid,
+    tail,
+    terminate,
+    wait_until,
+)
 
 BASE_DIR = Path(__file__).resolve().parents[3]
 MODULE = "aisaas.devstack.stripe_fake"
@@ -113,8 +121,6 @@ class StripeFakeService:
             pid = read_pid(self._pid_path)
             if pid is None or not self._owns(pid):
                 return False
-            os.kill(pid, signal.SIGTERM)
-            if not wait_until(lambda: not pid_alive(pid, MODULE), timeout=10):
-                os.kill(pid, signal.SIGKILL)
+            terminate(pid, MODULE, host=self.host, port=self.port, timeout=10)
             self._pid_path.unlink(missing_ok=True)
             return True
