@@ -8,6 +8,8 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
+from apps.billing.ledger import usd_to_micros
+from apps.billing.outcomes import outcome_record
 from apps.billing.plans import all_workspaces_grant_monthly
 from apps.workspaces.models import Membership, Role, User, Workspace
 from apps.workspaces.services import workspace_create
@@ -15,6 +17,9 @@ from apps.workspaces.services import workspace_create
 DEMO_PASSWORD = "demo-password-2026"
 WORKSPACES = {"acme": "Acme Inc.", "globex": "Globex Corporation"}
 STAFF = {"support": "support@aisaas.test", "finance": "finance@aisaas.test"}
+# One billable outcome for acme, pending in its dispute window: the billing page shows how an
+# outcome is listed and disputed (API clients record theirs the same way, by external id).
+DEMO_OUTCOME = {"kind": "Ticket resolved", "usd": "0.50", "external_id": "demo-ticket-1001"}
 
 
 def _user(email: str, **extra: Any) -> User:
@@ -38,6 +43,13 @@ class Command(BaseCommand):
             Membership.objects.get_or_create(
                 workspace=workspace, user=member, defaults={"role": Role.MEMBER}
             )
+            if slug == "acme":
+                outcome_record(
+                    workspace=workspace,
+                    kind=DEMO_OUTCOME["kind"],
+                    price_micros=usd_to_micros(DEMO_OUTCOME["usd"]),
+                    external_id=DEMO_OUTCOME["external_id"],
+                )
             logins += [
                 (owner.email, "owner", workspace.url),
                 (member.email, "member", workspace.url),
