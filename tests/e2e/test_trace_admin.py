@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from django.conf import settings
@@ -17,6 +17,7 @@ from playwright.sync_api import Page, expect
 
 from apps.agents.models import Conversation
 from apps.traces.models import LlmCallLog, TraceAccess
+from apps.traces.rollups import rollups_rebuild
 from apps.traces.services import call_records_flush
 from apps.workspaces.models import User, Workspace
 from tests.asgi_server import AsgiServer, run_committed
@@ -38,7 +39,8 @@ def _log_in(page: Page, email: str) -> None:
 @pytest.fixture
 def support_user() -> Iterator[None]:
     """A committed support user (daphne sees committed rows only); afterwards everything this
-    test left is removed: the owner's chats and calls, the replays and the platform workspace."""
+    test left is removed: the owner's chats and calls (and their rollup counts), the replays
+    and the platform workspace."""
     started: datetime = timezone.now()
 
     def create() -> bool:
@@ -62,6 +64,8 @@ def support_user() -> Iterator[None]:
         if platform is not None and not platform_existed:
             forget_redis_keys(f"*{platform.schema_name}*")
             platform.delete()
+        # The dashboards' rollups counted the deleted calls: recount the days this test touched.
+        rollups_rebuild(since=started.date(), until=timezone.now().date() + timedelta(days=1))
 
     run_committed(remove)
 
