@@ -6,9 +6,10 @@ STRIPE_SECRET_KEY). localstripe was considered: it has neither Checkout Sessions
 meter events, the two things aisaas needs most.
 """
 
-from .account import StripeFake, StripeFakeError, StripeFakeState, sign
+from .account import StripeFake, StripeFakeState
 from .server import StripeFakeServer
 from .service import StripeFakeService
+from .wire import StripeFakeError, sign
 
 __all__ = [
     "StripeFake",

@@ -23,15 +23,8 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from .account import (
-    API_VERSION,
-    JSON,
-    StripeFake,
-    StripeFakeError,
-    StripeFakeState,
-    decode_form,
-    new_id,
-)
+from .account import StripeFake, StripeFakeState
+from .wire import API_VERSION, JSON, StripeFakeError, decode_form, new_id, public
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -116,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
                 case "GET", ["v1", "customers", customer_id]:
                     return fake.customer_get(customer_id)
                 case "POST", ["v1", "checkout", "sessions"]:
-                    return fake._public(fake.checkout_session_create(params))
+                    return public(fake.checkout_session_create(params))
                 case "GET", ["v1", "checkout", "sessions", session_id]:
                     return fake.checkout_session_get(session_id)
                 case "GET", ["v1", "subscriptions", subscription_id]:
