@@ -3,60 +3,27 @@
 Each filter validates its value once, when the changelist builds it: a malformed value (a bad
 date, an unknown workspace or email, a status that does not exist) is dropped with a warning
 message and the list stays unfiltered by it — never a 500, never Django's "?e=1" page.
-The changelist's admin says where the call-log fields are (`call_path`: "call__" from a trace)
-and where the trace's are (`trace_path`: "trace__" from a call).
+Choice filters offer links; input filters are typed into the sidebar. Both find the call-log
+and trace fields through the admin's `call_path` and `trace_path` (base.field_paths).
 """
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Iterator
-from datetime import datetime, time, timedelta
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
 from apps.llm.config import routing_table
 from apps.workspaces.models import User, Workspace
 
-from .models import CallStatus
+from ..models import CallStatus
+from .base import IDENTIFIER, field_paths, parse_moment
 
 PROVIDERS = ("anthropic", "openai", "openai_compatible", "local")
 ACTOR_TYPES = ("user", "agent", "system", "api_key")
-# Aliases, features, models and providers are short identifiers; anything else is a typo.
-IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:/@-]{1,128}\*?$")
-
-
-def parse_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value.strip())
-    except ValueError:
-        return None
-
-
-def parse_moment(value: str, *, end: bool = False) -> datetime | None:
-    """An ISO date or date-time (naive ones in the current time zone); a bare date as an end
-    means the end of that day. None when malformed."""
-    value = value.strip()
-    try:
-        day = parse_date(value)
-        moment = None if day else parse_datetime(value)
-    except ValueError:  # well-formed but impossible, e.g. 2026-02-30
-        return None
-    if day is not None:
-        moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
-    if moment is None:
-        return None
-    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
-
-
-def _paths(model_admin: admin.ModelAdmin) -> tuple[str, str]:
-    return getattr(model_admin, "call_path", ""), getattr(model_admin, "trace_path", "")
 
 
 class CheckedChoiceFilter(admin.SimpleListFilter):
@@ -70,7 +37,7 @@ class CheckedChoiceFilter(admin.SimpleListFilter):
         model_admin: admin.ModelAdmin,
     ):
         super().__init__(request, params, model, model_admin)
-        self.call_path, self.trace_path = _paths(model_admin)
+        self.call_path, self.trace_path = field_paths(model_admin)
         value = self.value()
         if value is not None and not self.accepts(value):
             messages.warning(
@@ -185,7 +152,7 @@ class InputFilter(admin.ListFilter):
         model_admin: admin.ModelAdmin,
     ):
         super().__init__(request, params, model, model_admin)
-        self.call_path, self.trace_path = _paths(model_admin)
+        self.call_path, self.trace_path = field_paths(model_admin)
         self.values: dict[str, str] = {}
         for name, _, _ in self.inputs:
             if name in params:
