@@ -120,7 +120,8 @@ def test_sign_up_with_a_first_workspace(
 
     fill_form(new_account.slug)
 
-    expect(page.get_by_role("heading", name="Your workspaces")).to_be_visible()
+    # Sign-up migrates the new workspace's schema: seconds, more on a loaded CI machine.
+    expect(page.get_by_role("heading", name="Your workspaces")).to_be_visible(timeout=60_000)
     page.get_by_test_id("workspace-list").get_by_role("link", name="E2E Corp").click()
     expect(page).to_have_url(live_server_asgi.url(workspace=new_account.slug))
     expect(page.get_by_test_id("workspace-name")).to_have_text("E2E Corp")
