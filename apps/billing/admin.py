@@ -219,7 +219,14 @@ class BillingCustomerAdmin(ReadOnlyAdmin):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ReadOnlyAdmin):
-    list_display = ("workspace", "plan_code", "status", "current_period_end", "updated_at")
+    list_display = (
+        "workspace",
+        "plan_code",
+        "status",
+        "current_period_end",
+        "cancel_at_period_end",
+        "updated_at",
+    )
     list_select_related = ("workspace",)
     list_filter = ("status", "plan_code")
     search_fields = ("workspace__slug", "stripe_subscription_id")

@@ -30,7 +30,7 @@ ACTIVE_SUBSCRIPTION_STATUSES = frozenset({"active", "trialing", "past_due"})
 
 def checkout_topup_start(*, workspace: Workspace, user: User, usd: Any) -> str:
     """Start a Checkout that buys `usd` whole dollars of credit; returns the Checkout URL."""
-    _require_manager(workspace=workspace, user=user)
+    require_billing_manager(workspace=workspace, user=user)
     dollars = _whole_dollars(usd)
     amount_micros = dollars * MICROS_PER_USD
     customer = billing_customer_get_or_create(workspace=workspace)
@@ -66,7 +66,7 @@ def checkout_topup_start(*, workspace: Workspace, user: User, usd: Any) -> str:
 
 def checkout_subscription_start(*, workspace: Workspace, user: User, plan_code: str) -> str:
     """Start a Checkout that subscribes the workspace to `plan_code`; returns the Checkout URL."""
-    _require_manager(workspace=workspace, user=user)
+    require_billing_manager(workspace=workspace, user=user)
     plan = Plan.objects.filter(code=str(plan_code).strip()).first()
     if plan is None:
         raise ApplicationError(f"There is no plan called {str(plan_code)[:40]!r}.", field="plan")
@@ -87,7 +87,7 @@ def checkout_subscription_start(*, workspace: Workspace, user: User, plan_code: 
     if current is not None:
         raise ApplicationError(
             f"This workspace already has an active {current.plan_code} subscription; "
-            "cancel it before subscribing to another plan.",
+            "cancel it (Manage subscription) before subscribing to another plan.",
             field="plan",
         )
     customer = billing_customer_get_or_create(workspace=workspace)
@@ -144,18 +144,19 @@ def billing_customer_get_or_create(*, workspace: Workspace) -> BillingCustomer:
             options={"idempotency_key": f"aisaas-customer-{workspace.pk}"},
         )
     except stripe.StripeError as exc:
-        raise _unavailable(exc) from exc
+        raise stripe_unavailable(exc) from exc
     row, _ = BillingCustomer.objects.get_or_create(
         workspace=workspace, defaults={"stripe_customer_id": customer.id}
     )
     return row
 
 
-def _require_manager(*, workspace: Workspace, user: User) -> None:
+def require_billing_manager(*, workspace: Workspace, user: User) -> None:
+    """PermissionDeniedError unless `user` is an owner or admin of `workspace`."""
     membership = membership_get(workspace=workspace, user=user)
     if membership is None or not membership.can_manage:
         raise PermissionDeniedError(
-            "Only the workspace's owners and admins can buy credit or plans."
+            "Only the workspace's owners and admins can manage its billing."
         )
 
 
@@ -194,10 +195,13 @@ def _create_session(params: dict[str, Any]) -> stripe.checkout.Session:
     try:
         return stripe_client().v1.checkout.sessions.create(params=params)  # type: ignore[arg-type]
     except stripe.StripeError as exc:
-        raise _unavailable(exc) from exc
+        raise stripe_unavailable(exc) from exc
 
 
-def _unavailable(exc: stripe.StripeError) -> StripeUnavailableError:
+def stripe_unavailable(
+    exc: stripe.StripeError, *, doing: str = "start a checkout"
+) -> StripeUnavailableError:
+    """The plain error a user sees when a Stripe request failed; the details go to the log."""
     # Stripe's message may name our configuration; the user gets a plain one, the log the rest.
     log.error(
         "stripe_request_failed",
@@ -205,4 +209,4 @@ def _unavailable(exc: stripe.StripeError) -> StripeUnavailableError:
         message=str(exc.user_message or exc),
         http_status=exc.http_status,
     )
-    return StripeUnavailableError("The payment provider could not start a checkout; try again.")
+    return StripeUnavailableError(f"The payment provider could not {doing}; try again.")

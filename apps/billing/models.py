@@ -120,6 +120,10 @@ class Subscription(BaseModel):
     plan_code = models.CharField(max_length=32)
     status = models.CharField(max_length=32)  # Stripe's: active, past_due, canceled, …
     current_period_end = models.DateTimeField(null=True, blank=True)
+    # Cancelled by the customer (the billing portal) to end at the period's end: still paid for
+    # until `cancel_at`, then Stripe deletes it and the workspace returns to free.
+    cancel_at_period_end = models.BooleanField(default=False)
+    cancel_at = models.DateTimeField(null=True, blank=True)
     # `created` of the newest Stripe event applied: an older event arriving late changes nothing.
     event_created = models.BigIntegerField(default=0)
 

@@ -15,10 +15,22 @@ from django.utils import timezone
 
 from apps.workspaces.models import Workspace
 
+from .checkout import ACTIVE_SUBSCRIPTION_STATUSES
 from .ledger import credits
-from .models import LedgerEntry, LedgerReason, Outcome, Plan, Subscription
+from .models import BillingCustomer, LedgerEntry, LedgerReason, Outcome, Plan, Subscription
 
 USAGE_DAYS = 30
+# Stripe's subscription statuses as the billing page words them.
+SUBSCRIPTION_STATUS_WORDS = {
+    "active": "active",
+    "trialing": "on trial",
+    "past_due": "payment overdue",
+    "unpaid": "unpaid",
+    "canceled": "cancelled",
+    "incomplete": "waiting for the first payment",
+    "incomplete_expired": "expired before the first payment",
+    "paused": "paused",
+}
 
 
 def access_outcome(*, workspace: Workspace, outcome_id: int) -> Outcome:
@@ -45,6 +57,35 @@ class PlanChoice:
     subscription: Subscription | None
     upgrades: list[Plan]  # self-serve plans above the current one
     contact_sales: list[Plan]  # plans above it sold by hand (enterprise)
+    subscription_plan: Plan | None  # the plan the subscription pays for
+    has_billing_account: bool  # a Stripe customer: the billing portal can open
+
+    @property
+    def subscription_active(self) -> bool:
+        sub = self.subscription
+        return sub is not None and sub.status in ACTIVE_SUBSCRIPTION_STATUSES
+
+    @property
+    def subscription_status(self) -> str:
+        status = self.subscription.status if self.subscription else ""
+        return SUBSCRIPTION_STATUS_WORDS.get(status, status)
+
+    @property
+    def cancels_on(self) -> datetime | None:
+        """When an active subscription cancelled in the portal ends (None: it renews)."""
+        sub = self.subscription
+        if sub is None or not self.subscription_active:
+            return None
+        if sub.cancel_at is not None:
+            return sub.cancel_at
+        return sub.current_period_end if sub.cancel_at_period_end else None
+
+    @property
+    def renews_on(self) -> datetime | None:
+        sub = self.subscription
+        if sub is None or not self.subscription_active or self.cancels_on is not None:
+            return None
+        return sub.current_period_end
 
 
 def plan_choice(*, workspace: Workspace) -> PlanChoice:
@@ -53,11 +94,17 @@ def plan_choice(*, workspace: Workspace) -> PlanChoice:
     current = next((plan for plan in plans if plan.code == workspace.plan), None)
     floor = current.sort_order if current else -1
     above = [plan for plan in plans if plan.sort_order > floor]
+    subscription = Subscription.objects.filter(workspace=workspace).first()
     return PlanChoice(
         current=current,
-        subscription=Subscription.objects.filter(workspace=workspace).first(),
+        subscription=subscription,
         upgrades=[plan for plan in above if plan.self_serve and plan.price_cents > 0],
         contact_sales=[plan for plan in above if not plan.self_serve],
+        subscription_plan=next(
+            (plan for plan in plans if subscription and plan.code == subscription.plan_code),
+            None,
+        ),
+        has_billing_account=BillingCustomer.objects.filter(workspace=workspace).exists(),
     )
 
 

@@ -8,5 +8,6 @@ urlpatterns = [
     path("billing/", views.billing_page, name="billing"),
     path("billing/top-up/", views.topup, name="billing_topup"),
     path("billing/upgrade/", views.upgrade, name="billing_upgrade"),
+    path("billing/portal/", views.manage_subscription, name="billing_portal"),
     path("billing/outcomes/<int:outcome_id>/dispute/", views.dispute, name="billing_dispute"),
 ]

@@ -1,6 +1,7 @@
-"""The workspace billing page (owners and admins): balance, plan and upgrades, top-up, usage by
-feature, ledger history and outcomes with their dispute form. Payments happen on Stripe's
-Checkout: these views only start it (apps.billing.checkout) and send the browser there."""
+"""The workspace billing page (owners and admins): balance, plan, subscription and upgrades,
+top-up, usage by feature, ledger history and outcomes with their dispute form. Payments happen
+on Stripe's Checkout and the subscription is managed in Stripe's billing portal: these views
+only open them (apps.billing.checkout, apps.billing.portal) and send the browser there."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .checkout import checkout_subscription_start, checkout_topup_start
 from .forms import DisputeForm, TopUpForm, UpgradeForm
 from .ledger import balance_get
 from .outcomes import outcome_dispute
+from .portal import billing_portal_start
 from .selectors import access_outcome, ledger_history, outcome_list, plan_choice, usage_by_feature
 
 LEDGER_PAGE_SIZE = 25
@@ -30,6 +32,10 @@ CHECKOUT_BANNERS = {
     "success": ("success", "Payment received — your credits appear in a few seconds."),
     "cancelled": ("info", "Checkout was cancelled; nothing was charged."),
 }
+PORTAL_BANNER = (
+    "info",
+    "Back from the billing portal — changes to the subscription show here in a few seconds.",
+)
 
 
 def _actor(request: HttpRequest) -> Membership:
@@ -62,12 +68,13 @@ def billing_page(
         "outcomes": outcome_list(workspace=workspace)[:OUTCOMES_SHOWN],
         "dispute_form": DisputeForm(),
         "now": timezone.now(),
-        "checkout_banner": CHECKOUT_BANNERS.get(request.GET.get("checkout", "")),
+        "checkout_banner": CHECKOUT_BANNERS.get(request.GET.get("checkout", ""))
+        or (PORTAL_BANNER if request.GET.get("portal") == "return" else None),
     }
     return render(request, "billing/billing.html", context, status=status)
 
 
-def _checkout_refused(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
+def _billing_refused(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
     if isinstance(exc, PermissionDeniedError):
         return _refused(request)
     messages.error(request, exc.message)
@@ -111,7 +118,19 @@ def upgrade(request: HttpRequest) -> HttpResponse:
             plan_code=form.cleaned_data["plan"],
         )
     except ApplicationError as exc:
-        return _checkout_refused(request, exc)
+        return _billing_refused(request, exc)
+    return redirect(url)
+
+
+@require_POST
+def manage_subscription(request: HttpRequest) -> HttpResponse:
+    """Send an owner or admin to Stripe's billing portal (cancel, resume, invoices, card)."""
+    if not _actor(request).can_manage:
+        return _refused(request)
+    try:
+        url = billing_portal_start(workspace=_workspace(request), user=cast(User, request.user))
+    except ApplicationError as exc:
+        return _billing_refused(request, exc)
     return redirect(url)
 
 

@@ -1,11 +1,11 @@
 """The Stripe fake's account: customers, Checkout Sessions, subscriptions, invoices, meter
-events and webhook events, in memory, in Stripe's shapes (of API_VERSION), with Stripe's
-validation errors for the parameters aisaas sends. Restarting the fake forgets everything, as a
+events, customer portal sessions and webhook events, in memory, in Stripe's shapes (of
+API_VERSION), with Stripe's validation errors for the parameters aisaas sends. Restarting the fake forgets everything, as a
 fresh test-mode account would.
 
 This module holds the state and the account's operations; each resource family is plain
 functions over the account in its own module (customers, checkout, subscriptions,
-meter_events), events and their deliveries are in webhooks, the wire format in wire.
+meter_events, portal), events and their deliveries are in webhooks, the wire format in wire.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import checkout, customers, meter_events, subscriptions
+from . import checkout, customers, meter_events, portal, subscriptions
 from .webhooks import Delivery, event_deliver
 from .wire import JSON
 
@@ -29,6 +29,7 @@ class StripeFakeState:
     subscriptions: dict[str, JSON] = field(default_factory=dict)
     invoices: dict[str, JSON] = field(default_factory=dict)
     meter_events: dict[str, JSON] = field(default_factory=dict)  # by identifier
+    portal_sessions: dict[str, JSON] = field(default_factory=dict)
     events: list[JSON] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     # (api key, idempotency key) → (request fingerprint, status, body)
@@ -80,6 +81,12 @@ class StripeFake:
 
     def subscription_cancel(self, subscription_id: str) -> JSON:
         return subscriptions.subscription_cancel(self, subscription_id)
+
+    def subscription_period_end(self, subscription_id: str) -> JSON:
+        return subscriptions.subscription_period_end(self, subscription_id)
+
+    def portal_session_create(self, params: JSON) -> JSON:
+        return portal.portal_session_create(self, params)
 
     def meter_event_create(self, params: JSON) -> JSON:
         return meter_events.meter_event_create(self, params)

@@ -1,5 +1,6 @@
-"""The Stripe fake's HTTP server: Stripe's wire protocol for the endpoints aisaas uses, and a
-hosted "checkout page" whose Pay button completes the session and sends signed webhooks.
+"""The Stripe fake's HTTP server: Stripe's wire protocol for the endpoints aisaas uses, a
+hosted "checkout page" whose Pay button completes the session and sends signed webhooks, and a
+hosted customer portal page whose buttons cancel subscriptions and send signed webhooks.
 
 Wire protocol as the official SDK speaks it: form-encoded POST bodies with bracketed keys
 (`line_items[0][price_data][unit_amount]=500`), Bearer API keys, JSON objects with Stripe's
@@ -9,13 +10,13 @@ with other parameters is an `idempotency_error`, as at Stripe).
 
 Only these endpoints exist (anything else answers Stripe's 404 error):
 POST/GET /v1/customers[/{id}], POST/GET /v1/checkout/sessions[/{id}],
-GET/DELETE /v1/subscriptions/{id}, POST /v1/billing/meter_events.
+GET/DELETE /v1/subscriptions/{id}, POST /v1/billing/meter_events,
+POST /v1/billing_portal/sessions. Hosted pages: /c/pay/{session id}, /p/session/{session id}.
 """
 
 from __future__ import annotations
 
 import hmac
-import html
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +25,8 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 from .account import StripeFake, StripeFakeState
+from .pages import checkout_html, error_page, portal_html
+from .portal import PORTAL_PATH, portal_act, portal_session_get, portal_subscriptions
 from .wire import API_VERSION, JSON, StripeFakeError, decode_form, new_id, public
 
 
@@ -50,6 +53,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length).decode(errors="replace") if length else ""
         if path.startswith("/c/pay/"):
             self._checkout_page(method, path.removeprefix("/c/pay/"))
+            return
+        if path.startswith(PORTAL_PATH):
+            self._portal_page(method, path.removeprefix(PORTAL_PATH), body)
             return
         try:
             status, result, replayed = self._api(method, path, body)
@@ -116,6 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
                     return fake.subscription_get(subscription_id)
                 case "POST", ["v1", "billing", "meter_events"]:
                     return fake.meter_event_create(params)
+                case "POST", ["v1", "billing_portal", "sessions"]:
+                    return fake.portal_session_create(params)
         if method == "DELETE" and parts[:2] == ["v1", "subscriptions"] and len(parts) == 3:
             # Outside the lock: cancelling delivers a webhook.
             return fake.subscription_cancel(parts[2])
@@ -133,10 +141,32 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             session = fake.checkout_session_get(session_id)
         except StripeFakeError as exc:
-            page = f"<p>{html.escape(str(exc))}</p>"
-            self._send(exc.status, _page("Checkout", page), "text/html; charset=utf-8")
+            self._send(exc.status, error_page("Checkout", str(exc)), "text/html; charset=utf-8")
             return
-        self._send(200, _checkout_html(session), "text/html; charset=utf-8")
+        self._send(200, checkout_html(session), "text/html; charset=utf-8")
+
+    def _portal_page(self, method: str, session_id: str, body: str) -> None:
+        """GET shows the customer's subscriptions; POST presses one of the page's buttons and
+        comes back to the page (303), as Stripe's portal does."""
+        fake = self.server.fake
+        try:
+            session = portal_session_get(fake, session_id)
+        except StripeFakeError as exc:
+            page = error_page("Billing portal", str(exc))
+            self._send(exc.status, page, "text/html; charset=utf-8")
+            return
+        if method == "POST":
+            try:
+                portal_act(fake, session_id, body)
+            except StripeFakeError as exc:
+                subscriptions = portal_subscriptions(fake, session)
+                page = portal_html(session, subscriptions, error=str(exc))
+                self._send(exc.status, page, "text/html; charset=utf-8")
+                return
+            self._send(303, "", "text/plain", {"Location": f"{PORTAL_PATH}{session_id}"})
+            return
+        page = portal_html(session, portal_subscriptions(fake, session))
+        self._send(200, page, "text/html; charset=utf-8")
 
     def _send(
         self, status: int, text: str, content_type: str, headers: dict[str, str] | None = None
@@ -149,32 +179,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:system-ui;max-width:28rem;margin:4rem auto}"
-        "button{font-size:1.1rem;padding:.5rem 2rem}</style></head>"
-        f"<body>{body}</body></html>"
-    )
-
-
-def _checkout_html(session: JSON) -> str:
-    amount = f"${session['amount_total'] / 100:,.2f} {str(session['currency']).upper()}"
-    what = "per month" if session["mode"] == "subscription" else "once"
-    if session["status"] != "open":
-        body = f"<h1>Checkout</h1><p>This Checkout Session is {html.escape(session['status'])}.</p>"
-        return _page("Checkout", body)
-    cancel = session.get("cancel_url") or ""
-    body = (
-        "<h1>Stripe fake — Checkout</h1>"
-        f"<p>Pay <strong>{html.escape(amount)}</strong> {what}. Test mode: no card needed.</p>"
-        f"<form method='post' action='/c/pay/{html.escape(session['id'])}'>"
-        "<button type='submit' id='pay'>Pay</button></form>"
-        + (f"<p><a href='{html.escape(cancel)}'>Cancel</a></p>" if cancel else "")
-    )
-    return _page("Checkout", body)
 
 
 class _Server(ThreadingHTTPServer):

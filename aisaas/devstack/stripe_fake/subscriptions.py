@@ -1,5 +1,6 @@
 """The Stripe fake's subscriptions and their invoices: created by a completed subscription
-Checkout, renewed by the fake's test clock, cancelled by DELETE /v1/subscriptions/{id}.
+Checkout, renewed (or ended, when cancelled at period end) by the fake's test clock, cancelled
+at once by DELETE /v1/subscriptions/{id} or the portal, at period end by the portal.
 
 Operations that send webhooks create their events under the state lock and deliver them after
 releasing it: the delivery POSTs to our app, which may call the fake back."""
@@ -47,6 +48,7 @@ def subscription_create_for_session(fake: StripeFake, session: JSON) -> JSON:
             "url": f"/v1/subscription_items?subscription={subscription_id}",
         },
         "cancel_at_period_end": False,
+        "cancel_at": None,
         "canceled_at": None,
         "ended_at": None,
         "latest_invoice": None,
@@ -126,6 +128,10 @@ def subscription_renew(fake: StripeFake, subscription_id: str) -> JSON:
         subscription = subscription_get(fake, subscription_id)
         if subscription["status"] not in ACTIVE_STATUSES:
             raise StripeFakeError(400, f"Subscription {subscription_id} is not active.")
+        if subscription["cancel_at_period_end"]:
+            raise StripeFakeError(
+                400, f"Subscription {subscription_id} cancels at period end: it does not renew."
+            )
         previous = [dict(item) for item in subscription["items"]["data"]]
         for item in subscription["items"]["data"]:
             item["current_period_start"] = item["current_period_end"]
@@ -143,6 +149,44 @@ def subscription_renew(fake: StripeFake, subscription_id: str) -> JSON:
     for event in created:
         event_deliver(fake, event)
     return invoice
+
+
+def subscription_period_end(fake: StripeFake, subscription_id: str) -> JSON:
+    """The test clock reaches the end of the current period: a subscription cancelled at
+    period end ends (customer.subscription.deleted), any other renews. Returns it."""
+    with fake.state.lock:
+        ends = subscription_get(fake, subscription_id)["cancel_at_period_end"]
+    if ends:
+        return subscription_cancel(fake, subscription_id)
+    subscription_renew(fake, subscription_id)
+    return subscription_get(fake, subscription_id)
+
+
+def subscription_set_cancel_at_period_end(
+    fake: StripeFake, subscription_id: str, *, cancel: bool
+) -> JSON:
+    """Cancel at the end of the current period (cancel=True), or take that back, as
+    POST /v1/subscriptions/{id} with cancel_at_period_end does. Sends
+    customer.subscription.updated with the previous attributes; returns the subscription."""
+    with fake.state.lock:
+        subscription = subscription_get(fake, subscription_id)
+        if subscription["status"] not in ACTIVE_STATUSES:
+            raise StripeFakeError(
+                400,
+                f"A canceled subscription can only update its cancellation_details and "
+                f"metadata. Subscription: {subscription_id}",
+            )
+        changed = ("cancel_at_period_end", "cancel_at", "canceled_at")
+        previous = {name: subscription.get(name) for name in changed}
+        end = max(item["current_period_end"] for item in subscription["items"]["data"])
+        subscription.update(
+            cancel_at_period_end=cancel,
+            cancel_at=end if cancel else None,
+            canceled_at=fake.now() if cancel else None,
+        )
+        event = event_create(fake, "customer.subscription.updated", subscription, previous=previous)
+    event_deliver(fake, event)
+    return subscription
 
 
 def subscription_cancel(fake: StripeFake, subscription_id: str) -> JSON:

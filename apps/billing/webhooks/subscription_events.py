@@ -52,6 +52,12 @@ def _period_end(obj: JSON) -> datetime | None:
     return datetime.fromtimestamp(end, tz=UTC) if end else None
 
 
+def _cancel_at(obj: JSON) -> datetime | None:
+    # Cancelled "at period end" in the portal: Stripe sets cancel_at to the period's end.
+    when = int_at(obj, "cancel_at")
+    return datetime.fromtimestamp(when, tz=UTC) if when else None
+
+
 def subscription_changed(event: JSON) -> str:
     obj = event["data"]["object"]
     customer = customer_for_update(obj)
@@ -85,6 +91,8 @@ def subscription_changed(event: JSON) -> str:
         "plan_code": plan_code,
         "status": status,
         "current_period_end": _period_end(obj),
+        "cancel_at_period_end": obj.get("cancel_at_period_end") is True,
+        "cancel_at": _cancel_at(obj),
         "event_created": event["created"],
     }
     if row is None:
@@ -101,7 +109,9 @@ def subscription_changed(event: JSON) -> str:
         new_plan = workspace.plan
     if new_plan != workspace.plan:
         Workspace.objects.filter(pk=workspace.pk).update(plan=new_plan)
-    return f"applied: subscription {status}, workspace plan {new_plan}"
+    cancelling = values["cancel_at_period_end"] and status in ACTIVE_SUBSCRIPTION_STATUSES
+    ending = " (cancels at period end)" if cancelling else ""
+    return f"applied: subscription {status}{ending}, workspace plan {new_plan}"
 
 
 def _invoice_subscription(obj: JSON) -> tuple[str, JSON]:
