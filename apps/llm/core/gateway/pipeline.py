@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from ..budget import BudgetStore
@@ -106,7 +107,7 @@ class Gateway:
             request_id=scope.request_id or uuid.uuid4().hex,
             clock=clock or ProviderClock(),
         )
-        try:
+        async with self._settling(call):
             for stage in self.before_call:
                 await stage(call)
             if call.response is None:
@@ -114,15 +115,6 @@ class Gateway:
                 call.usage = call.response.usage
             # A cache hit is validated too: that sets `parsed`.
             await structured_output(call, self.attempts)
-            call.status = "ok"
-        except GatewayError as exc:
-            call.error = exc
-            raise
-        except asyncio.CancelledError:
-            call.status = "cancelled"
-            raise
-        finally:
-            await asyncio.shield(self._after(call))
         return call.chat_response()  # after settling: it carries the metered cost
 
     def stream(
@@ -159,7 +151,7 @@ class Gateway:
             request_id=scope.request_id or uuid.uuid4().hex,
         )
         vectors: tuple[tuple[float, ...], ...] = ()
-        try:
+        async with self._settling(call):
             call.input_estimate = check_embed_request(request, scope.limits)
             call.routes = scope.routing.resolve(
                 request.alias, configured=frozenset(scope.providers), kind="embed"
@@ -169,15 +161,6 @@ class Gateway:
             result = await self.attempts.embed(call, request)
             vectors, call.usage = result.vectors, result.usage
             call.response = ProviderResponse(text="", usage=result.usage, model=result.model)
-            call.status = "ok"
-        except GatewayError as exc:
-            call.error = exc
-            raise
-        except asyncio.CancelledError:
-            call.status = "cancelled"
-            raise
-        finally:
-            await asyncio.shield(self._after(call))
         assert call.route is not None
         assert call.response is not None
         return EmbedResponse(
@@ -196,6 +179,23 @@ class Gateway:
         call = Call(scope=scope, request=ChatRequest(alias=alias, messages=()), streaming=False)
         await resolve_alias(call)
         return worst_charge(call, nominal=self.settings.nominal_rate)
+
+    @asynccontextmanager
+    async def _settling(self, call: Call) -> AsyncIterator[None]:
+        """Run the body as the call: it succeeded if the body returns, failed with the
+        GatewayError it raises, was cancelled on CancelledError; the after-call stages run on
+        every way out, shielded so a cancellation cannot skip the settlement."""
+        try:
+            yield
+            call.status = "ok"
+        except GatewayError as exc:
+            call.error = exc
+            raise
+        except asyncio.CancelledError:
+            call.status = "cancelled"
+            raise
+        finally:
+            await asyncio.shield(self._after(call))
 
     async def _after(self, call: Call) -> None:
         """Run the after-call stages once per call, however the call ended."""
