@@ -5,6 +5,8 @@ download and the replay with its diff. Each is audited by the service it calls
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django import forms
@@ -21,6 +23,17 @@ from apps.common.errors import NotFoundError, PermissionDeniedError
 from ..models import LlmCallLog
 from ..replay import ReplayChoices, ReplayError, replay_choices, trace_replay
 from ..support import trace_export, trace_for_staff, trace_view
+
+
+@contextmanager
+def _http_errors() -> Iterator[None]:
+    """The services' refusals as Django's: 403 and 404 pages."""
+    try:
+        yield
+    except PermissionDeniedError as exc:
+        raise PermissionDenied(exc.message) from exc
+    except NotFoundError as exc:
+        raise Http404(exc.message) from exc
 
 
 def trace_page(
@@ -50,12 +63,8 @@ def trace_page(
 
 def trace_download(request: HttpRequest, object_id: str) -> HttpResponse:
     """The trace as a JSON attachment."""
-    try:
+    with _http_errors():
         exported = trace_export(user=request.user, pk=object_id)  # type: ignore[arg-type]
-    except PermissionDeniedError as exc:
-        raise PermissionDenied(exc.message) from exc
-    except NotFoundError as exc:
-        raise Http404(exc.message) from exc
     response = JsonResponse(exported, json_dumps_params={"ensure_ascii": False, "indent": 1})
     response["Content-Disposition"] = f'attachment; filename="trace-{exported["trace_id"]}.json"'
     return response
@@ -65,12 +74,8 @@ def trace_replay_page(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
 ) -> TemplateResponse:
     """The replay form; on a valid POST, the replay's answer beside the recorded one."""
-    try:
+    with _http_errors():
         trace = trace_for_staff(user=request.user, pk=object_id)  # type: ignore[arg-type]
-    except PermissionDeniedError as exc:
-        raise PermissionDenied(exc.message) from exc
-    except NotFoundError as exc:
-        raise Http404(exc.message) from exc
     choices = replay_choices(trace=trace)
     posted = request.POST if request.method == "POST" else None
     form = ReplayForm(posted, choices=choices, recorded=trace.call)
