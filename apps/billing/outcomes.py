@@ -36,6 +36,13 @@ DISPUTE_REASON_MAX_CHARS = 2_000
 FINALISE_BATCH = 100
 
 
+class OutcomeConflictError(ApplicationError):
+    """The external_id was recorded before with another kind or price."""
+
+    status = 409
+    code = "outcome_conflict"
+
+
 def _utc(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
@@ -61,6 +68,28 @@ def outcome_record(
     """Record a billable outcome, pending for the dispute window. Idempotent per workspace and
     `external_id`: recording it again returns the first row (and refuses a different kind or
     price under the same id, which would be a caller's bug)."""
+    outcome, _ = outcome_record_or_get(
+        workspace=workspace,
+        kind=kind,
+        price_micros=price_micros,
+        external_id=external_id,
+        trace_id=trace_id,
+        run_id=run_id,
+    )
+    return outcome
+
+
+def outcome_record_or_get(
+    *,
+    workspace: Workspace,
+    kind: str,
+    price_micros: int,
+    external_id: str,
+    trace_id: uuid.UUID | str | None = None,
+    run_id: str = "",
+) -> tuple[Outcome, bool]:
+    """`outcome_record`, also saying whether this call created the outcome (False: it was
+    recorded before with the same kind and price; its trace and run ids are kept)."""
     kind = (kind or "").strip()
     if not kind or len(kind) > 100:
         raise ApplicationError("Give the outcome a kind of 1–100 characters.", field="kind")
@@ -94,14 +123,14 @@ def outcome_record(
             existing = Outcome.objects.get(workspace=workspace, external_id=external_id)
         else:
             log.info("outcome.recorded", workspace=workspace.slug, outcome_id=outcome.pk)
-            return outcome
+            return outcome, True
     if existing.kind != kind or existing.price_micros != price_micros:
-        raise ApplicationError(
+        raise OutcomeConflictError(
             f"An outcome with external_id “{external_id}” was already recorded with another "
             "kind or price.",
             field="external_id",
         )
-    return existing
+    return existing, False
 
 
 def outcome_dispute(*, outcome: Outcome, membership: Membership, reason: str) -> Outcome:

@@ -8,11 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.http import Http404
 from django.utils import timezone
 
+from apps.common.errors import ApplicationError
 from apps.workspaces.models import Workspace
 
 from .checkout import ACTIVE_SUBSCRIPTION_STATUSES
@@ -44,6 +45,34 @@ def access_outcome(*, workspace: Workspace, outcome_id: int) -> Outcome:
 def outcome_list(*, workspace: Workspace) -> QuerySet[Outcome]:
     """The workspace's outcomes, newest first."""
     return Outcome.objects.filter(workspace=workspace).order_by("-created_at", "-pk")
+
+
+def outcome_page(
+    *,
+    workspace: Workspace,
+    limit: int,
+    status: str | None = None,
+    external_id: str | None = None,
+    after_id: int | None = None,
+) -> tuple[list[Outcome], bool]:
+    """Up to `limit` of the workspace's outcomes, newest first (as `outcome_list`), starting
+    after the workspace's outcome `after_id`; and whether more follow."""
+    outcomes = outcome_list(workspace=workspace)
+    if after_id is not None:
+        after = outcomes.filter(pk=after_id).first()
+        if after is None:
+            raise ApplicationError(
+                f"There is no outcome {after_id} in this workspace to list after.", field="after"
+            )
+        outcomes = outcomes.filter(
+            Q(created_at__lt=after.created_at) | Q(created_at=after.created_at, pk__lt=after.pk)
+        )
+    if status is not None:
+        outcomes = outcomes.filter(status=status)
+    if external_id is not None:
+        outcomes = outcomes.filter(external_id=external_id)
+    rows = list(outcomes[: limit + 1])
+    return rows[:limit], len(rows) > limit
 
 
 def ledger_history(*, workspace: Workspace) -> QuerySet[LedgerEntry]:

@@ -25,7 +25,17 @@ from .models import ApiKey, User, Workspace
 
 log = structlog.get_logger(__name__)
 
-API_KEY_SCOPES = ("chat", "embeddings")
+API_KEY_SCOPES = ("chat", "embeddings", "outcomes")
+# What each scope lets a key do, as the keys page and `apikey create --help` say it.
+API_KEY_SCOPE_LABELS = {
+    "chat": "chat: chat completions (/v1/chat/completions)",
+    "embeddings": "embeddings: embeddings (/v1/embeddings)",
+    "outcomes": "outcomes: record and read billable outcomes (/v1/outcomes); each outcome "
+    "recorded is billed to this workspace",
+}
+# A new key gets these unless others are chosen. Not `outcomes`: it bills the workspace for
+# every outcome a program reports, so only a key made for that purpose should carry it.
+API_KEY_DEFAULT_SCOPES = ("chat", "embeddings")
 API_KEY_MAX_RATE_LIMIT = 100_000
 SECRET_PREFIX = "sk-aisaas-"
 # 30 random bytes are 40 url-safe characters; the first 6 of them make the visible prefix.
@@ -66,7 +76,7 @@ def _check_scopes(scopes: Collection[str]) -> list[str]:
     unknown = sorted(set(scopes) - set(API_KEY_SCOPES))
     if unknown:
         raise ApplicationError(
-            f"Unknown scope “{unknown[0]}”; use {' and/or '.join(API_KEY_SCOPES)}.",
+            f"Unknown scope “{unknown[0]}”; use any of {', '.join(API_KEY_SCOPES)}.",
             field="scopes",
         )
     if not scopes:
@@ -92,7 +102,7 @@ def api_key_create(
     workspace: Workspace,
     name: str,
     created_by: User | None = None,
-    scopes: Collection[str] = API_KEY_SCOPES,
+    scopes: Collection[str] = API_KEY_DEFAULT_SCOPES,
     expires_at: datetime | None = None,
     rate_limit_per_minute: int | None = None,
 ) -> tuple[ApiKey, str]:

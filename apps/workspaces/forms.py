@@ -14,7 +14,7 @@ from django.http import HttpRequest
 
 from apps.common.errors import ApplicationError
 
-from .api_keys import API_KEY_SCOPES
+from .api_keys import API_KEY_DEFAULT_SCOPES, API_KEY_SCOPE_LABELS, API_KEY_SCOPES
 from .models import Role, User, Workspace
 from .services import workspace_create
 from .validators import schema_name_for, validate_slug
@@ -100,8 +100,8 @@ class ApiKeyForm(forms.Form):
         max_length=100, label="Name", help_text="Where the key is used, e.g. “support bot”."
     )
     scopes = forms.MultipleChoiceField(
-        choices=[(scope, scope) for scope in API_KEY_SCOPES],
-        initial=list(API_KEY_SCOPES),
+        choices=[(scope, API_KEY_SCOPE_LABELS[scope]) for scope in API_KEY_SCOPES],
+        initial=list(API_KEY_DEFAULT_SCOPES),
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": "Choose at least one scope for the key."},
     )

@@ -19,7 +19,9 @@ import openai
 import pytest
 import redis
 from django.conf import settings
+from django.db.models import Max
 
+from apps.billing.models import Outcome
 from apps.traces.models import LlmCallLog
 from apps.traces.services import call_records_flush
 from apps.workspaces.ai import ai_settings_get
@@ -95,6 +97,15 @@ def make_key(django_db_setup: None) -> Iterator[MakeKey]:
 
     yield make
     run_committed(lambda: ApiKey.objects.filter(pk__in=made).delete())
+
+
+@pytest.fixture
+def forget_outcomes(django_db_setup: None) -> Iterator[None]:
+    """Outcomes recorded through the API are committed: deleted after the test, so that no
+    other test meets them (the finaliser's bills every workspace's due outcomes)."""
+    last = run_committed(lambda: Outcome.objects.aggregate(last=Max("pk"))["last"] or 0)
+    yield
+    run_committed(lambda: Outcome.objects.filter(pk__gt=last).delete())
 
 
 @pytest.fixture

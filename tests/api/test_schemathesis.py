@@ -19,6 +19,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import ignored_auth, positive_data_acceptance
 
+from apps.workspaces.api_keys import API_KEY_SCOPES
 from tests.asgi_server import AsgiServer
 
 from .conftest import MakeKey
@@ -31,11 +32,15 @@ DOCUMENTED_5XX = {502, 503}  # the provider failed after retry and fallback
 
 @pytest.fixture
 def api_schema(
-    api_server: AsgiServer, make_key: MakeKey, workspace_limits: Callable[..., None]
+    api_server: AsgiServer,
+    make_key: MakeKey,
+    workspace_limits: Callable[..., None],
+    forget_outcomes: None,
 ) -> Any:
     # globex, with room for the worst case of every fuzzed call, and a key with a high limit
+    # and every scope (outcomes too: not a default one)
     workspace_limits("globex", daily_token_limit=10**12)
-    key = make_key("globex", rate_limit_per_minute=100_000)
+    key = make_key("globex", scopes=API_KEY_SCOPES, rate_limit_per_minute=100_000)
     document = httpx.get(api_server.url("/api/schema/"), params={"format": "json"}).json()
     schema = schemathesis.openapi.from_dict(document)
     schema.config.update(

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible API (`/v1/…` on the public host), as a plain ASGI app in front of Django.
+"""The /v1 API on the public host (OpenAI-compatible endpoints, and `/v1/outcomes`), as a plain
+ASGI app in front of Django.
 
 Why not a Django view: a request through Django's ASGI handler crosses to a thread and back
 several times (request_started / request_finished signals, sync middleware, response.close),
@@ -16,9 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -27,92 +25,22 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.llm.config import routing_table
-from apps.llm.core.call import ProviderClock
 from apps.llm.core.errors import GatewayError
 from apps.llm.core.types import DoneEvent, EmbedRequest, ErrorEvent, TokenEvent, ToolUseEvent
 from apps.llm.services import allm_chat, allm_embed, llm_stream
 
 from . import wire
+from .outcomes import create_outcome, get_outcome, list_outcomes
 from .principal import Principal, api_key_for, authenticate
+from .request import ClientGone, Receive, Request, Scope, Send
+from .routing import Router
 
 log = structlog.get_logger(__name__)
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[..., Awaitable[None]]
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _authenticate = sync_to_async(authenticate, thread_sensitive=False)
 _api_key_for = sync_to_async(api_key_for, thread_sensitive=False)
-
-
-class Request:
-    """One API request: its headers, body, id and clock."""
-
-    def __init__(self, scope: Scope, receive: Receive, send: Send):
-        self.scope, self.receive, self._send = scope, receive, send
-        self.started = time.perf_counter()
-        self.headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in scope["headers"]}
-        given = self.headers.get("x-request-id", "")
-        self.id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        self.clock = ProviderClock()
-        self.created = int(time.time())
-
-    def overhead_ms(self) -> str:
-        return f"{(time.perf_counter() - self.started) * 1000 - self.clock.ms:.3f}"
-
-    async def body(self) -> bytes:
-        limit = settings.API_MAX_BODY_BYTES
-        chunks, size = [], 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise wire.ApiError(
-                    413, f"The request body is larger than {limit} bytes.", code="request_too_large"
-                )
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks)
-
-    async def start(
-        self, status: int, content_type: str, extra: dict[str, str] | None = None
-    ) -> None:
-        headers = {
-            "content-type": content_type,
-            "x-request-id": self.id,
-            "x-aisaas-overhead-ms": self.overhead_ms(),
-            "cache-control": "no-store",
-            **(extra or {}),
-        }
-        await self._send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(k.encode(), v.encode("latin1")) for k, v in headers.items()],
-            }
-        )
-
-    async def write(self, body: bytes, *, more: bool) -> None:
-        await self._send({"type": "http.response.body", "body": body, "more_body": more})
-
-    async def json(
-        self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None
-    ) -> None:
-        body = json.dumps(payload).encode()
-        await self.start(status, "application/json", extra)
-        await self.write(body, more=False)
-
-
-class ClientGone(Exception):
-    """The client disconnected before its request was read."""
-
-
-Route = Callable[[Request], Awaitable[None]]
 
 
 class OpenAIApi:
@@ -120,11 +48,16 @@ class OpenAIApi:
 
     def __init__(self, app: ASGIApp):
         self.app = app
-        self.routes: dict[tuple[str, str], Route] = {
-            ("POST", "/v1/chat/completions"): chat_completions,
-            ("POST", "/v1/embeddings"): embeddings,
-            ("GET", "/v1/models"): list_models,
-        }
+        self.router = Router(
+            {
+                ("POST", "/v1/chat/completions"): chat_completions,
+                ("POST", "/v1/embeddings"): embeddings,
+                ("GET", "/v1/models"): list_models,
+                ("POST", "/v1/outcomes"): create_outcome,
+                ("GET", "/v1/outcomes"): list_outcomes,
+                ("GET", "/v1/outcomes/{outcome_id}"): get_outcome,
+            }
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
@@ -139,9 +72,7 @@ class OpenAIApi:
                     "base URL (the key names the workspace).",
                     code="wrong_host",
                 )
-            route = self.routes.get((scope["method"], scope["path"].rstrip("/")))
-            if route is None:
-                raise _no_route(scope, self.routes)
+            route, request.path_params = self.router.resolve(scope["method"], scope["path"])
             await route(request)
         except wire.ApiError as exc:
             await request.json(exc.status, exc.body(), exc.headers)
@@ -164,23 +95,6 @@ def _public(scope: Scope) -> bool:
             host = value.decode("latin1").rsplit(":", 1)[0] if not value.startswith(b"[") else ""
             return host in settings.PUBLIC_HOSTS
     return False
-
-
-def _no_route(scope: Scope, routes: dict[tuple[str, str], Route]) -> wire.ApiError:
-    """405 naming the method when the path exists, else 404."""
-    methods = [m for (m, path) in routes if path == scope["path"].rstrip("/")]
-    if methods:
-        return wire.ApiError(
-            405,
-            f"Use {methods[0]} for {scope['path']}.",
-            code="method_not_allowed",
-            headers={"allow": methods[0]},
-        )
-    return wire.ApiError(
-        404,
-        f"Unknown endpoint {scope['method']} {scope['path']}; see /api/docs/.",
-        code="unknown_url",
-    )
 
 
 async def _principal(request: Request, *, need: str, feature: str) -> Principal:

@@ -75,7 +75,7 @@ def rate_scope(api_key: ApiKey, *, schema: str, now: float | None = None) -> Sco
 def api_key_for(authorization: str) -> ApiKey:
     """The caller's key: known, not revoked, not expired. Raises ApiError (401)."""
     secret = bearer_secret(authorization)
-    api_key = _with_connection(lambda: api_key_get_by_secret(secret))
+    api_key = with_connection(lambda: api_key_get_by_secret(secret))
     if api_key is None:
         raise _unauthorized("Incorrect API key provided.")
     if api_key.revoked_at is not None:
@@ -88,9 +88,9 @@ def api_key_for(authorization: str) -> ApiKey:
     return api_key
 
 
-def authenticate(authorization: str, *, need: str, feature: str, request_id: str) -> Principal:
-    """The caller's key, checked (known, not revoked, not expired, allowed `need`), and the
-    gateway scope of its call. Raises ApiError (401/403)."""
+def api_key_allowed(authorization: str, *, need: str) -> ApiKey:
+    """The caller's key, checked (known, not revoked, not expired, allowed `need`), its use
+    recorded at most once a minute. Raises ApiError (401/403)."""
     api_key = api_key_for(authorization)
     now = timezone.now()
     if need not in (api_key.scopes or ()):
@@ -101,8 +101,17 @@ def authenticate(authorization: str, *, need: str, feature: str, request_id: str
             type_="permission_error",
             code="insufficient_scope",
         )
+    if api_key.last_used_at is None or api_key.last_used_at < now - TOUCH_EVERY:
+        with_connection(lambda: api_key_touch(api_key_id=api_key.pk, now=now))
+    return api_key
+
+
+def authenticate(authorization: str, *, need: str, feature: str, request_id: str) -> Principal:
+    """The caller's key, checked as `api_key_allowed` does, and the gateway scope of its call.
+    Raises ApiError (401/403)."""
+    api_key = api_key_allowed(authorization, need=need)
     workspace = api_key.workspace
-    scope = _with_connection(
+    scope = with_connection(
         lambda: call_scope_for(
             workspace=workspace,
             actor=Actor("api_key", str(api_key.pk)),
@@ -111,12 +120,10 @@ def authenticate(authorization: str, *, need: str, feature: str, request_id: str
             extra_scopes=(rate_scope(api_key, schema=workspace.schema_name),),
         )
     )
-    if api_key.last_used_at is None or api_key.last_used_at < now - TOUCH_EVERY:
-        _with_connection(lambda: api_key_touch(api_key_id=api_key.pk, now=now))
     return Principal(api_key=api_key, scope=scope)
 
 
-def _with_connection(work: Callable[[], T]) -> T:
+def with_connection(work: Callable[[], T]) -> T:
     """Run ORM work on this thread's kept connection, in the public schema; reconnect once if
     the connection broke (a database restart, an idle timeout)."""
     for attempt in (1, 2):

@@ -1,6 +1,6 @@
 """Operator CLI for workspace API keys. Secrets are printed once, by `create`; hashes never.
 
-python manage.py apikey create --workspace acme --name NAME [--scopes chat,embeddings]
+python manage.py apikey create --workspace acme --name NAME [--scopes chat,embeddings,outcomes]
     [--expires-in-days N] [--rate-limit N] [--json]
 python manage.py apikey list --workspace acme [--json]
 python manage.py apikey revoke --workspace acme (--prefix sk-aisaas-xxxxxx | --id N)
@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from apps.common.errors import ApplicationError
 from apps.workspaces.api_keys import (
+    API_KEY_DEFAULT_SCOPES,
+    API_KEY_SCOPE_LABELS,
     API_KEY_SCOPES,
     api_key_create,
     api_key_find,
@@ -63,8 +65,12 @@ class Command(BaseCommand):
         create.add_argument("--name", required=True)
         create.add_argument(
             "--scopes",
-            default=",".join(API_KEY_SCOPES),
-            help=f"comma-separated subset of {','.join(API_KEY_SCOPES)} (default: all)",
+            default=",".join(API_KEY_DEFAULT_SCOPES),
+            help=(
+                f"comma-separated subset of {','.join(API_KEY_SCOPES)} (default: "
+                f"{','.join(API_KEY_DEFAULT_SCOPES)}). "
+                + "; ".join(API_KEY_SCOPE_LABELS[scope] for scope in API_KEY_SCOPES)
+            ),
         )
         create.add_argument("--expires-in-days", type=int, default=None)
         create.add_argument("--rate-limit", type=int, default=None, help="requests per minute")

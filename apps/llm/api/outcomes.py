@@ -1,0 +1,109 @@
+"""`/v1/outcomes`: API clients record billable outcomes ("ticket resolved") and read their
+workspace's outcomes back. Keys need the `outcomes` scope.
+
+Recording goes through the billing service (idempotent per workspace and `external_id`: 201 when
+this request created the outcome, 200 when it was recorded before with the same kind and price,
+409 when with another). Every read is filtered by the key's workspace: another workspace's
+outcome is "not found", never "forbidden". No model is called, so, as for /v1/models, there is no
+budget reservation and so no per-key rate limit (that limit is counted in the reservation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from asgiref.sync import sync_to_async
+from django.http import Http404
+
+from apps.billing.models import Outcome
+from apps.billing.outcomes import outcome_record_or_get
+from apps.billing.selectors import access_outcome, outcome_page
+from apps.common.errors import ApplicationError
+from apps.workspaces.models import ApiKey
+
+from . import wire
+from .principal import api_key_allowed, with_connection
+from .request import Request
+
+T = TypeVar("T")
+
+SCOPE = "outcomes"
+# The service names the price in micro-dollars; the API takes it in dollars.
+_PARAMS = {"price_micros": "price_usd"}
+
+_api_key_allowed = sync_to_async(api_key_allowed, thread_sensitive=False)
+
+
+def _in_db(work: Callable[[], T]) -> T:
+    """Run service or selector work on the API thread's connection; a service's refusal is
+    the API's 4xx."""
+    try:
+        return with_connection(work)
+    except ApplicationError as exc:
+        raise wire.application_error(exc, params=_PARAMS) from None
+
+
+async def _db(work: Callable[[], T]) -> T:
+    return await sync_to_async(_in_db, thread_sensitive=False)(work)
+
+
+async def _api_key(request: Request) -> ApiKey:
+    return await _api_key_allowed(request.headers.get("authorization", ""), need=SCOPE)
+
+
+async def create_outcome(request: Request) -> None:
+    raw = await request.body()
+    api_key = await _api_key(request)
+    body = wire.outcome_body(wire.parse_json(raw, exact_numbers=True))
+    price_micros = wire.outcome_price_micros(body)
+    outcome, created = await _db(
+        lambda: outcome_record_or_get(
+            workspace=api_key.workspace,
+            kind=body.kind,
+            price_micros=price_micros,
+            external_id=body.external_id,
+            trace_id=body.trace_id,
+            run_id=body.run_id or "",
+        )
+    )
+    await request.json(201 if created else 200, wire.outcome(outcome))
+
+
+async def list_outcomes(request: Request) -> None:
+    api_key = await _api_key(request)
+    query = wire.outcome_query(request.scope["query_string"])
+    rows, has_more = await _db(
+        lambda: outcome_page(
+            workspace=api_key.workspace,
+            limit=query.limit,
+            status=query.status,
+            external_id=query.external_id,
+            after_id=query.after,
+        )
+    )
+    await request.json(200, wire.outcome_list(rows, has_more=has_more))
+
+
+async def get_outcome(request: Request) -> None:
+    api_key = await _api_key(request)
+    text = request.path_params["outcome_id"]
+    outcome_id = wire.outcome_id(text)
+
+    def find() -> Outcome | None:
+        if outcome_id is None:
+            return None
+        try:
+            return access_outcome(workspace=api_key.workspace, outcome_id=outcome_id)
+        except Http404:
+            return None
+
+    outcome = await _db(find)
+    if outcome is None:
+        raise wire.ApiError(
+            404,
+            f"No outcome {text} in this workspace.",
+            code="outcome_not_found",
+            param="outcome_id",
+        )
+    await request.json(200, wire.outcome(outcome))
