@@ -11,7 +11,7 @@ from apps.workspaces.models import User, Workspace
 
 from .adapters import gateway, run_sync
 from .config import call_scope_for
-from .core.budget import ScopeUsage
+from .core.budget import Scope, ScopeUsage
 from .core.call import ProviderClock
 from .core.context import Actor, CallScope, credit_scope, daily_scopes
 from .core.types import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
@@ -73,6 +73,15 @@ def llm_embed(
 
 async def allm_embed(*, scope: CallScope, request: EmbedRequest) -> EmbedResponse:
     return await gateway().embed(scope, request)
+
+
+async def allm_count(scope: Scope) -> None:
+    """Count one use against `scope` with no model call (e.g. an API key's per-minute limit on
+    endpoints that call no model; a call counts it in its own reservation). Atomic like a
+    call's reservation; raises BudgetExceededError when the limit is reached."""
+    store = gateway().budget
+    reservation = await store.reserve([scope], ttl=max(scope.ttl, 60))
+    await store.settle(reservation, {scope.name: scope.amount})
 
 
 async def _usage(scope: CallScope) -> list[ScopeUsage]:

@@ -10,6 +10,7 @@ API keys are written committed (`run_committed`): daphne cannot see the test's t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -166,3 +167,12 @@ def call_logs(request_id: str) -> list[LlmCallLog]:
         return list(LlmCallLog.objects.filter(request_id=request_id))
 
     return run_committed(load)
+
+
+@pytest.fixture
+def same_minute() -> None:
+    """Rate limits count per fixed clock minute: a test that fills one starts at least 5 s before
+    the minute ends, so its requests fall in one window."""
+    seconds = time.time() % 60
+    if seconds > 55:
+        time.sleep(60 - seconds + 0.1)

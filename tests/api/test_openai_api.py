@@ -294,6 +294,7 @@ def test_an_exhausted_budget_is_402_naming_the_scope(
     assert len(upstream.requests) == calls_before  # no model call was made
 
 
+@pytest.mark.usefixtures("same_minute")
 def test_the_per_key_rate_limit_is_429_with_retry_after(
     make_key: MakeKey, client_for: Client
 ) -> None:

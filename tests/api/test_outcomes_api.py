@@ -515,3 +515,29 @@ def test_another_workspaces_key_neither_sees_nor_touches_its_outcomes(
         )
     )
     assert rows == [("acme", 250_000), ("globex", 9_000_000)]
+
+
+# --- rate limit -----------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("same_minute")
+def test_outcome_requests_count_against_the_keys_rate_limit(
+    http: httpx.Client, make_key: MakeKey
+) -> None:
+    # given a key allowed 3 requests a minute
+    key = make_key("acme", scopes=["outcomes", "chat"], rate_limit_per_minute=3)
+
+    # when it records, lists, asks for its models, then records again
+    answers = [
+        record(http, key),
+        http.get("/outcomes", headers=auth(key)),
+        http.get("/models", headers=auth(key)),
+        record(http, key),
+    ]
+
+    # then the fourth request is refused with 429 and a retry-after, and records nothing
+    assert [a.status_code for a in answers] == [201, 200, 200, 429]
+    refused = answers[3].json()["error"]
+    assert refused["code"] == "api_key_requests_per_minute_exceeded"
+    assert 1 <= int(answers[3].headers["retry-after"]) <= 61
+    assert stored(key.workspace) == [answers[0].json()["id"]]

@@ -31,7 +31,7 @@ from apps.llm.services import allm_chat, allm_embed, llm_stream
 
 from . import wire
 from .outcomes import create_outcome, get_outcome, list_outcomes
-from .principal import Principal, api_key_for, authenticate
+from .principal import Principal, api_key_for, authenticate, request_counted
 from .request import ClientGone, Receive, Request, Scope, Send
 from .routing import Router
 
@@ -200,6 +200,7 @@ async def embeddings(request: Request) -> None:
 
 async def list_models(request: Request) -> None:
     api_key = await _api_key_for(request.headers.get("authorization", ""))
+    await request_counted(api_key)
     kinds = []
     if "chat" in api_key.scopes:
         kinds.append("chat")

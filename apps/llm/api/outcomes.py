@@ -4,8 +4,8 @@ workspace's outcomes back. Keys need the `outcomes` scope.
 Recording goes through the billing service (idempotent per workspace and `external_id`: 201 when
 this request created the outcome, 200 when it was recorded before with the same kind and price,
 409 when with another). Every read is filtered by the key's workspace: another workspace's
-outcome is "not found", never "forbidden". No model is called, so, as for /v1/models, there is no
-budget reservation and so no per-key rate limit (that limit is counted in the reservation).
+outcome is "not found", never "forbidden". No model is called, so each request is counted against
+the key's per-minute rate limit on its own (`request_counted`), as /v1/models does.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from apps.common.errors import ApplicationError
 from apps.workspaces.models import ApiKey
 
 from . import wire
-from .principal import api_key_allowed, with_connection
+from .principal import api_key_allowed, request_counted, with_connection
 from .request import Request
 
 T = TypeVar("T")
@@ -49,7 +49,11 @@ async def _db(work: Callable[[], T]) -> T:
 
 
 async def _api_key(request: Request) -> ApiKey:
-    return await _api_key_allowed(request.headers.get("authorization", ""), need=SCOPE)
+    """The caller's key, allowed `outcomes`, with this request counted against its rate
+    limit."""
+    api_key = await _api_key_allowed(request.headers.get("authorization", ""), need=SCOPE)
+    await request_counted(api_key)
+    return api_key
 
 
 async def create_outcome(request: Request) -> None:

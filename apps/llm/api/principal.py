@@ -22,10 +22,12 @@ from apps.common.tenancy import use_public_schema
 from apps.llm.config import call_scope_for
 from apps.llm.core.budget import Scope
 from apps.llm.core.context import Actor, CallScope
+from apps.llm.core.errors import BudgetExceededError
+from apps.llm.services import allm_count
 from apps.workspaces.api_keys import api_key_get_by_secret, api_key_touch
 from apps.workspaces.models import ApiKey
 
-from .wire import ApiError
+from .wire import ApiError, gateway_error
 
 T = TypeVar("T")
 
@@ -138,3 +140,12 @@ def with_connection(work: Callable[[], T]) -> T:
             connection.close()
             raise
     raise AssertionError("unreachable")
+
+
+async def request_counted(api_key: ApiKey) -> None:
+    """Count a request that calls no model against the key's per-minute rate limit (a model
+    call counts it in its gateway reservation). Raises ApiError 429 past the limit."""
+    try:
+        await allm_count(rate_scope(api_key, schema=api_key.workspace.schema_name))
+    except BudgetExceededError as exc:
+        raise gateway_error(exc) from None
