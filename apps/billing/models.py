@@ -233,6 +233,8 @@ class Outcome(BaseModel):
         ]
         indexes: ClassVar[list[Any]] = [
             models.Index(fields=["status", "window_ends_at"], name="outcome_due"),
+            # The billing page's and the API's list: a workspace's newest first, paged by id.
+            models.Index(fields=["workspace", "-created_at", "-id"], name="outcome_ws_newest"),
         ]
 
     def __str__(self) -> str:
