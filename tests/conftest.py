@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 import psycopg
 import pytest
+import redis
 from django.db import connection
 from django.test import Client
 
@@ -32,6 +33,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
     _started.extend(devstack.ensure_running(settings.EMBEDDED_SERVICES))
     _drop_stale_test_databases(settings.DATABASES["default"])
+    _forget_the_last_sessions_redis(settings)
+
+
+def _forget_the_last_sessions_redis(settings: Any) -> None:
+    """Empty the embedded test Redis unless another pytest session is using it.
+
+    It outlives the test database, and its keys are named by schema (`acme:credits`, budget
+    counters): a credit hash kept from an earlier session records a later ledger position than
+    this session's fresh ledger, so the gateway would trust its old balance. A Redis configured
+    by REDIS_URL is never emptied."""
+    embedded = any(isinstance(s, devstack.EmbeddedRedis) for s in settings.EMBEDDED_SERVICES)
+    if embedded and not _live_test_databases(settings.DATABASES["default"]):
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        client.flushdb()
+        client.close()
 
 
 def _test_databases(db: dict[str, Any]) -> dict[str, bool]:
