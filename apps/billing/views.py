@@ -5,6 +5,7 @@ only open them (apps.billing.checkout, apps.billing.portal) and send the browser
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import cast
 
 from django.contrib import messages
@@ -50,8 +51,21 @@ def _refused(request: HttpRequest) -> HttpResponse:
     return render(request, "billing/refused.html", status=403)
 
 
+@dataclass(frozen=True)
+class DisputeRefused:
+    """A dispute that was refused: shown at its outcome's form with the reason as typed."""
+
+    outcome_id: int
+    reason: str
+    message: str
+
+
 def billing_page(
-    request: HttpRequest, *, topup_form: TopUpForm | None = None, status: int = 200
+    request: HttpRequest,
+    *,
+    topup_form: TopUpForm | None = None,
+    dispute_refused: DisputeRefused | None = None,
+    status: int = 200,
 ) -> HttpResponse:
     if not _actor(request).can_manage:
         return _refused(request)
@@ -67,6 +81,7 @@ def billing_page(
         "ledger_page": ledger.get_page(request.GET.get("page")),
         "outcomes": outcome_list(workspace=workspace)[:OUTCOMES_SHOWN],
         "dispute_form": DisputeForm(),
+        "dispute_refused": dispute_refused,
         "now": timezone.now(),
         "checkout_banner": CHECKOUT_BANNERS.get(request.GET.get("checkout", ""))
         or (PORTAL_BANNER if request.GET.get("portal") == "return" else None),
@@ -140,9 +155,11 @@ def dispute(request: HttpRequest, outcome_id: int) -> HttpResponse:
         return _refused(request)
     outcome = access_outcome(workspace=_workspace(request), outcome_id=outcome_id)
     form = DisputeForm(request.POST)
+    typed = request.POST.get("reason", "")
     if not form.is_valid():
-        messages.error(request, " ".join(str(error) for error in form.errors["reason"]))
-        return billing_page(request, status=400)
+        message = " ".join(str(error) for error in form.errors["reason"])
+        refused = DisputeRefused(outcome_id=outcome.pk, reason=typed, message=message)
+        return billing_page(request, dispute_refused=refused, status=400)
     try:
         outcome_dispute(
             outcome=outcome, membership=_actor(request), reason=form.cleaned_data["reason"]
@@ -150,7 +167,7 @@ def dispute(request: HttpRequest, outcome_id: int) -> HttpResponse:
     except PermissionDeniedError:
         return _refused(request)
     except ApplicationError as exc:
-        messages.error(request, exc.message)
-        return billing_page(request, status=exc.status)
+        refused = DisputeRefused(outcome_id=outcome.pk, reason=typed, message=exc.message)
+        return billing_page(request, dispute_refused=refused, status=exc.status)
     messages.success(request, f"Outcome “{outcome.kind}” disputed; staff will review it.")
     return redirect(reverse("billing") + "#outcomes")

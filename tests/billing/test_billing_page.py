@@ -326,7 +326,13 @@ def test_a_dispute_without_a_reason_is_refused(acme: Workspace, owner: User) -> 
     page = host_client(ACME, owner).post(f"/billing/outcomes/{target.pk}/dispute/", {"reason": " "})
 
     assert page.status_code == 400
-    assert "Say why this outcome should not be billed." in page.content.decode()
+    html = page.content.decode()
+    # the error stands at this outcome's field, which keeps what was typed
+    assert f'aria-invalid="true" aria-describedby="dispute-{target.pk}-error"> </textarea>' in html
+    assert (
+        f'<p class="error" id="dispute-{target.pk}-error" role="alert">'
+        "Say why this outcome should not be billed.</p>"
+    ) in html
     assert Outcome.objects.get(pk=target.pk).status == OutcomeStatus.PENDING
 
 

@@ -450,9 +450,14 @@ def test_a_dispute_without_a_reason_is_refused_and_the_outcome_stays_pending(
     assert empty_is_missing is True
     assert answer.value.status == 400
     assert len(posted) == 1
-    expect(page.locator("ul.messages")).to_contain_text(
+    # next to its field, which is marked invalid
+    refused_reason = page.locator(f"tr[data-outcome-id='{pending_outcome.pk}']").get_by_label(
+        REASON
+    )
+    expect(refused_reason).to_have_accessible_description(
         "Say why this outcome should not be billed."
     )
+    expect(refused_reason).to_have_attribute("aria-invalid", "true")
     # and the outcome is still pending, still open to a dispute
     expect(page.locator(f"tr[data-outcome-id='{pending_outcome.pk}']")).to_contain_text("Pending")
     assert run_committed(_outcome_state(pending_outcome)) == (OutcomeStatus.PENDING, "")
