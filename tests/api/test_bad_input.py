@@ -173,7 +173,11 @@ def test_a_bad_chat_body_is_a_json_error_naming_the_problem(
             '{"model": "fast", "messages": [{"role": "user", "content": "\xff"}]}'.encode("latin1"),
             "could not parse",
         ),
+        # Python's json refuses both, with errors that once answered 500
+        (b'{"model": "fast", "max_tokens": ' + b"9" * 5000 + b"}", "could not parse"),
+        (b'{"model": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "could not parse"),
     ],
+    ids=["not-json", "array", "empty", "latin1", "huge-integer", "deep-nesting"],
 )
 def test_a_body_that_is_not_a_json_object_is_400(
     http: httpx.Client, key: Key, content: bytes, says: str
