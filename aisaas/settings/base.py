@@ -296,6 +296,8 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=4 * 1024 * 1024)
 CREDIT_MICROS = env.int("CREDIT_MICROS", default=1_000)
 # Calls on a workspace's own provider key (BYOK) debit no provider cost, only this fee per call.
 BILLING_BYOK_FEE_MICROS = env.int("BILLING_BYOK_FEE_MICROS", default=0)
+# The chat warns that credit is running low below this share of the plan's monthly credit.
+BILLING_LOW_CREDIT_PERCENT = env.int("BILLING_LOW_CREDIT_PERCENT", default=10)
 # Top-ups through Checkout, in whole dollars.
 BILLING_TOPUP_MIN_USD = env.int("BILLING_TOPUP_MIN_USD", default=5)
 BILLING_TOPUP_MAX_USD = env.int("BILLING_TOPUP_MAX_USD", default=1_000)

@@ -9,6 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from apps.billing.ledger import credits
+from apps.billing.plans import low_credit_micros
 from apps.common.errors import ApplicationError
 from apps.llm.config import platform_providers, routing_table
 from apps.llm.core.budget import ScopeUsage
@@ -32,16 +34,22 @@ def _workspace(request: HttpRequest) -> Workspace:
     return request.workspace  # type: ignore[attr-defined]
 
 
-def _budget(usage: list[ScopeUsage], credit: CreditUsage | None) -> dict[str, Any]:
-    """The banner (≥ 80 % of a daily scope), the panel (100 %: no more calls today), or the
-    paywall (the credit left is below what the smallest call reserves: top up or upgrade)."""
+def _budget(
+    usage: list[ScopeUsage], credit: CreditUsage | None, *, low_credit_micros: int = 0
+) -> dict[str, Any]:
+    """The paywall (the credit left is below what the smallest call reserves: top up or
+    upgrade), the panel (100 % of a daily scope: no more calls today), the low-credit banner
+    (below `low_credit_micros`), or the banner at ≥ 80 % of a daily scope."""
     if credit is not None and credit.exhausted:
         return {"level": "credits", "balance_micros": credit.balance_micros}
     worst = max(usage, key=lambda u: u.fraction, default=None)
+    blocked = worst is not None and worst.used >= worst.limit
+    if not blocked and credit is not None and credit.available_micros < low_credit_micros:
+        return {"level": "low_credits", "credits_left": credits(credit.available_micros)}
     if worst is None or worst.fraction < WARN_AT:
         return {"level": "ok"}
     return {
-        "level": "blocked" if worst.used >= worst.limit else "warn",
+        "level": "blocked" if blocked else "warn",
         "scope": worst.name.replace("_", " "),
         "percent": min(100, round(worst.fraction * 100)),
         "resets_at": worst.resets_at,
@@ -97,7 +105,9 @@ def _page(request: HttpRequest, *, conversation: Conversation | None) -> HttpRes
         "agent": agent,
         "offline": _offline(agent.alias),
         "budget": _budget(
-            llm_budget_usage(workspace=workspace, user=user), _credit(workspace, agent.alias)
+            llm_budget_usage(workspace=workspace, user=user),
+            _credit(workspace, agent.alias),
+            low_credit_micros=low_credit_micros(workspace=workspace),
         ),
         "can_manage": bool(request.membership and request.membership.can_manage),  # type: ignore[attr-defined]
     }

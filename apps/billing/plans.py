@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
+from django.conf import settings
 from django.utils import timezone
 
 from apps.workspaces.models import Workspace
@@ -34,6 +35,13 @@ def plan_get(*, code: str) -> Plan:
         return found
     log.warning("billing.plan_unknown", plan=code, using=FALLBACK_PLAN)
     return Plan.objects.get(code=FALLBACK_PLAN)
+
+
+def low_credit_micros(*, workspace: Workspace) -> int:
+    """Below this balance the workspace is warned that credit runs low: a share
+    (`BILLING_LOW_CREDIT_PERCENT`) of its plan's monthly credit; 0 (never) without one."""
+    monthly = plan_get(code=workspace.plan).monthly_credit_micros
+    return monthly * settings.BILLING_LOW_CREDIT_PERCENT // 100
 
 
 def _month(when: datetime) -> str:

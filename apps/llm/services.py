@@ -106,9 +106,12 @@ class CreditUsage:
     needed_micros: int
 
     @property
+    def available_micros(self) -> int:
+        return self.balance_micros - self.pending_micros - self.reserved_micros
+
+    @property
     def exhausted(self) -> bool:
-        available = self.balance_micros - self.pending_micros - self.reserved_micros
-        return available < max(1, self.needed_micros)
+        return self.available_micros < max(1, self.needed_micros)
 
 
 async def _credit_usage(scope: CallScope, alias: str) -> CreditUsage:

@@ -5,6 +5,7 @@ with a clear message, and nobody outside the workspace sees any of it."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -85,6 +86,56 @@ def test_at_zero_members_are_told_to_ask_an_admin(
     assert "Ask a workspace owner or admin" in html
     assert 'data-testid="top-up"' not in html
     assert 'data-testid="composer"' not in html
+
+
+def _at(workspace: Workspace, micros: int) -> None:
+    ledger_post(
+        workspace_id=workspace.pk,
+        delta_micros=micros - balance_get(workspace_id=workspace.pk).balance_micros,
+        reason="adjustment",
+        idempotency_key=f"set:{uuid.uuid4().hex}",
+    )
+
+
+def test_below_a_tenth_of_the_monthly_credit_owners_are_warned_and_can_still_chat(
+    owner_and_member: tuple[Workspace, User, User],
+) -> None:
+    # given a free workspace (1,000 credits a month) with 99 credits left, then with 100
+    workspace, owner, member = owner_and_member
+    _at(workspace, 99_000)
+    low_owner, low_member = _page(workspace, owner), _page(workspace, member)
+    _at(workspace, 100_000)
+    enough = _page(workspace, owner)
+
+    # then below 10 % the owner gets a banner linking to billing above a working composer, the
+    # member is told to ask an admin; at 10 % there is no banner
+    assert 'data-testid="low-credits-banner"' in low_owner
+    assert "Credits are running low: 99 left." in low_owner
+    assert 'href="/billing/" data-testid="low-credits-top-up"' in low_owner
+    assert 'data-testid="composer"' in low_owner
+    assert "Ask a workspace owner or admin to top up before answers stop." in low_member
+    assert 'data-testid="low-credits-top-up"' not in low_member
+    assert 'data-testid="composer"' in low_member
+    assert 'data-testid="low-credits-banner"' not in enough
+
+
+def test_the_low_credit_banner_follows_the_setting_and_the_workspaces_own_balance(
+    owner_and_member: tuple[Workspace, User, User],
+    make_workspace: MakeWorkspace,
+    settings: Any,
+) -> None:
+    # given a workspace with 300 credits of 1,000 and another with all of its month's credit
+    workspace, owner, _ = owner_and_member
+    other_owner = UserFactory.create()
+    other = make_workspace(owner=other_owner)
+    _at(workspace, 300_000)
+
+    # when the warning starts at 50 % instead of 10 %
+    settings.BILLING_LOW_CREDIT_PERCENT = 50
+
+    # then the low workspace is warned and the full one is not
+    assert "Credits are running low: 300 left." in _page(workspace, owner)
+    assert 'data-testid="low-credits-banner"' not in _page(other, other_owner)
 
 
 def test_below_the_smallest_calls_worst_case_is_out_of_credits(
