@@ -27,7 +27,9 @@ COST_TO_REVENUE_FLAG = Decimal("0.30")
 GRANTED = Q(reason__in=[LedgerReason.PLAN_GRANT, LedgerReason.TOPUP]) | Q(
     reason=LedgerReason.ADJUSTMENT, delta_micros__gt=0
 )
-DEBIT = Q(delta_micros__lt=0)
+# Refunds are neither granted nor consumed credit: they take money back (negative revenue) and
+# the credit it bought, so they show in revenue and the balance only.
+DEBIT = Q(delta_micros__lt=0) & ~Q(reason=LedgerReason.REFUND)
 # Debits that paid a model provider: their delta is the cost (metadata.cost_micros says so too).
 PROVIDER_COST = DEBIT & (
     Q(reason__startswith=LedgerReason.FEATURE_PREFIX) | Q(reason=LedgerReason.AGENT_RUN)
@@ -68,8 +70,9 @@ class FinanceRow:
 
     @property
     def ratio(self) -> Decimal | None:
-        """Provider cost ÷ revenue; None without revenue."""
-        if not self.revenue_micros:
+        """Provider cost ÷ revenue; None without revenue (refunds can make a period's net
+        revenue negative: no ratio, and cost is flagged as without revenue)."""
+        if self.revenue_micros <= 0:
             return None
         return Decimal(self.cost_micros) / Decimal(self.revenue_micros)
 
@@ -91,8 +94,8 @@ class FinanceOverview:
 
 
 def finance_overview(*, start: datetime, end: datetime) -> FinanceOverview:
-    """Credits granted and consumed, revenue and provider cost per workspace in [start, end),
-    with every workspace's balance; the costliest workspaces first."""
+    """Credits granted and consumed, revenue (net of refunds) and provider cost per workspace
+    in [start, end), with every workspace's balance; the costliest workspaces first."""
     sums: dict[int, tuple[int, int, int, int]] = {
         workspace_id: (granted, debited, revenue, cost)
         for workspace_id, granted, debited, revenue, cost in LedgerEntry.objects.filter(

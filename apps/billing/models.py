@@ -148,6 +148,8 @@ class CheckoutSession(BaseModel):
     amount_micros = models.BigIntegerField(default=0)  # top-ups: the credit bought (= price paid)
     created_by_id = models.BigIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, default="open")  # open / complete / expired
+    # Set when a paid Checkout completes: a charge.refunded event names this, not the session.
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
 
     def __str__(self) -> str:
         return f"{self.kind} {self.stripe_session_id}"

@@ -136,3 +136,26 @@ def invoice_object(
         },
         "lines": {"object": "list", "data": []},
     }
+
+
+def charge_object(
+    customer: BillingCustomer,
+    payment_intent: str,
+    *,
+    amount: int,
+    amount_refunded: int,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A charge as Stripe sends it in charge.refunded (`amount_refunded` is cumulative)."""
+    return {
+        "id": fields.pop("id", f"ch_{uuid.uuid4().hex[:24]}"),
+        "object": "charge",
+        "amount": amount,
+        "amount_refunded": amount_refunded,
+        "currency": "usd",
+        "customer": customer.stripe_customer_id,
+        "payment_intent": payment_intent,
+        "refunded": amount_refunded == amount,
+        "status": "succeeded",
+        **fields,
+    }

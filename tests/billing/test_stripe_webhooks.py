@@ -384,10 +384,10 @@ def test_an_unpaid_completed_session_waits_for_its_payment(make_workspace: MakeW
 
 
 def test_other_event_types_are_stored_and_ignored() -> None:
-    event = stripe_event("charge.refunded", {"id": "ch_1", "object": "charge"})
+    event = stripe_event("payment_intent.succeeded", {"id": "pi_1", "object": "payment_intent"})
 
     response = deliver(event)
 
     assert response.status_code == 200
     assert json.loads(response.content)["outcome"] == "ignored: event type not used"
-    assert StripeEvent.objects.get(event_id=event["id"]).type == "charge.refunded"
+    assert StripeEvent.objects.get(event_id=event["id"]).type == "payment_intent.succeeded"

@@ -1,10 +1,10 @@
-"""The Stripe fake's account: customers, Checkout Sessions, subscriptions, invoices, meter
-events, customer portal sessions and webhook events, in memory, in Stripe's shapes (of
+"""The Stripe fake's account: customers, Checkout Sessions, subscriptions, invoices, charges
+and refunds, meter events, customer portal sessions and webhook events, in memory, in Stripe's shapes (of
 API_VERSION), with Stripe's validation errors for the parameters aisaas sends. Restarting the fake forgets everything, as a
 fresh test-mode account would.
 
 This module holds the state and the account's operations; each resource family is plain
-functions over the account in its own module (customers, checkout, subscriptions,
+functions over the account in its own module (customers, checkout, subscriptions, refunds,
 meter_events, portal), events and their deliveries are in webhooks, the wire format in wire.
 """
 
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import checkout, customers, meter_events, portal, subscriptions
+from . import checkout, customers, meter_events, portal, refunds, subscriptions
 from .webhooks import Delivery, event_deliver
 from .wire import JSON
 
@@ -28,6 +28,8 @@ class StripeFakeState:
     sessions: dict[str, JSON] = field(default_factory=dict)
     subscriptions: dict[str, JSON] = field(default_factory=dict)
     invoices: dict[str, JSON] = field(default_factory=dict)
+    charges: dict[str, JSON] = field(default_factory=dict)
+    refunds: dict[str, JSON] = field(default_factory=dict)
     meter_events: dict[str, JSON] = field(default_factory=dict)  # by identifier
     portal_sessions: dict[str, JSON] = field(default_factory=dict)
     events: list[JSON] = field(default_factory=list)
@@ -90,6 +92,9 @@ class StripeFake:
 
     def meter_event_create(self, params: JSON) -> JSON:
         return meter_events.meter_event_create(self, params)
+
+    def refund_create(self, params: JSON) -> JSON:
+        return refunds.refund_create(self, params)
 
     def deliver(self, event: JSON) -> Delivery | None:
         """POST `event` to the webhook URL, signed as Stripe signs; record what came back."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .customers import customer_create, customer_get
+from .refunds import charge_create_for_session
 from .subscriptions import invoice_paid, subscription_create_for_session
 from .webhooks import event_create, event_deliver
 from .wire import (
@@ -158,6 +159,7 @@ def checkout_session_complete(fake: StripeFake, session_id: str) -> JSON:
         events: list[tuple[str, JSON]] = []
         if session["mode"] == "payment":
             session["payment_intent"] = new_id("pi_")
+            charge_create_for_session(fake, session)
         else:
             if session["customer"] is None:
                 session["customer"] = customer_create(fake, {})["id"]

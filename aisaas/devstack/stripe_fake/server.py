@@ -11,7 +11,7 @@ with other parameters is an `idempotency_error`, as at Stripe).
 Only these endpoints exist (anything else answers Stripe's 404 error):
 POST/GET /v1/customers[/{id}], POST/GET /v1/checkout/sessions[/{id}],
 GET/DELETE /v1/subscriptions/{id}, POST /v1/billing/meter_events,
-POST /v1/billing_portal/sessions. Hosted pages: /c/pay/{session id}, /p/session/{session id}.
+POST /v1/billing_portal/sessions, POST /v1/refunds. Hosted pages: /c/pay/{session id}, /p/session/{session id}.
 """
 
 from __future__ import annotations
@@ -124,9 +124,11 @@ class _Handler(BaseHTTPRequestHandler):
                     return fake.meter_event_create(params)
                 case "POST", ["v1", "billing_portal", "sessions"]:
                     return fake.portal_session_create(params)
+        # Outside the lock: these deliver a webhook.
         if method == "DELETE" and parts[:2] == ["v1", "subscriptions"] and len(parts) == 3:
-            # Outside the lock: cancelling delivers a webhook.
             return fake.subscription_cancel(parts[2])
+        if method == "POST" and parts == ["v1", "refunds"]:
+            return fake.refund_create(params)
         raise StripeFakeError(
             404, f"Unrecognized request URL ({method}: {path}).", code="resource_missing"
         )

@@ -1,6 +1,6 @@
 """checkout.session.* events: a paid top-up grants its credits once, a paid subscription
 Checkout only completes our session row (the subscription events set the plan), an expired one
-closes it."""
+closes it. A completed session keeps its PaymentIntent id: refunds are found by it."""
 
 from __future__ import annotations
 
@@ -55,9 +55,17 @@ def checkout_completed(event: JSON) -> str:
         )
     else:
         outcome = "applied: subscription checkout complete"
+    changed = []
     if session.status != "complete":
         session.status = "complete"
-        session.save(update_fields=["status", "updated_at"])
+        changed.append("status")
+    # What a later charge.refunded names: kept once known (a replay does not overwrite it).
+    payment_intent = str_at(obj, "payment_intent")
+    if payment_intent and len(payment_intent) <= 255 and not session.stripe_payment_intent_id:
+        session.stripe_payment_intent_id = payment_intent
+        changed.append("stripe_payment_intent_id")
+    if changed:
+        session.save(update_fields=[*changed, "updated_at"])
     return outcome
 
 

@@ -18,6 +18,7 @@ from apps.common.errors import ApplicationError
 from ..models import StripeEvent
 from .checkout_events import checkout_completed, checkout_expired
 from .fields import JSON
+from .refund_events import charge_refunded
 from .subscription_events import invoice_paid, subscription_changed
 
 log = structlog.get_logger(__name__)
@@ -108,4 +109,5 @@ HANDLERS: dict[str, Callable[[JSON], str]] = {
     "customer.subscription.updated": subscription_changed,
     "customer.subscription.deleted": subscription_changed,
     "invoice.paid": invoice_paid,
+    "charge.refunded": charge_refunded,
 }
