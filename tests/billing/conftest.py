@@ -23,6 +23,7 @@ from django.db import connection
 
 from aisaas.devstack.stripe_fake import StripeFakeServer
 from apps.billing.gateway import DEAD_LETTER_KEY, PROCESSING_KEY, QUEUE_KEY
+from apps.billing.ledger import balance_get, ledger_post
 from apps.workspaces.models import User, Workspace
 from apps.workspaces.services import workspace_create
 from tests.asgi_server import AsgiServer, daphne, database_url, run_committed
@@ -44,6 +45,16 @@ def _purge(client: redis.Redis, schemas: list[str]) -> None:
         keys = list(client.scan_iter(match=f"{schema}:*", count=1000))
         if keys:
             client.delete(*keys)
+
+
+def balance_set(workspace: Workspace, micros: int) -> None:
+    """Bring the workspace's balance to `micros` with one adjustment entry."""
+    ledger_post(
+        workspace_id=workspace.pk,
+        delta_micros=micros - balance_get(workspace_id=workspace.pk).balance_micros,
+        reason="adjustment",
+        idempotency_key=f"set-balance:{uuid.uuid4().hex}",
+    )
 
 
 def _new(plan: str, owner: User | None) -> Workspace:

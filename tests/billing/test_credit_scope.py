@@ -16,7 +16,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from apps.billing.gateway import PROCESSING_KEY, QUEUE_KEY, LedgerDebit, call_debits_post
-from apps.billing.ledger import balance_get, ledger_post
+from apps.billing.ledger import balance_get
 from apps.billing.models import LedgerEntry
 from apps.llm.adapters import run_sync
 from apps.llm.config import call_scope_for
@@ -29,7 +29,7 @@ from apps.llm.services import allm_chat
 from apps.workspaces.models import Workspace
 from tests.asgi_server import run_committed
 from tests.billing import workers
-from tests.billing.conftest import MakeWorkspace
+from tests.billing.conftest import MakeWorkspace, balance_set
 from tests.gateway_support import ask, gateway_settings, unique
 
 
@@ -114,20 +114,11 @@ def test_pending_counts_until_the_debit_is_acknowledged_once(rds: redis.Redis) -
         rds.delete(key)
 
 
-def _drain_to(workspace: Workspace, balance: int) -> None:
-    ledger_post(
-        workspace_id=workspace.pk,
-        delta_micros=balance - balance_get(workspace_id=workspace.pk).balance_micros,
-        reason="adjustment",
-        idempotency_key=f"drain:{uuid.uuid4().hex}",
-    )
-
-
 def test_concurrent_gateway_calls_never_overdraw(
     make_workspace: MakeWorkspace, debit_queue: redis.Redis
 ) -> None:
     workspace = make_workspace()
-    _drain_to(workspace, 40_000)  # a few calls' worst case: the rest must be refused
+    balance_set(workspace, 40_000)  # a few calls' worst case: the rest must be refused
     with gateway_settings():
         scope = call_scope_for(workspace=workspace, actor=Actor("system", "tests"), feature="chat")
 
@@ -165,7 +156,7 @@ def test_at_zero_the_gateway_refuses_before_any_model_call(
     make_workspace: MakeWorkspace, debit_queue: redis.Redis
 ) -> None:
     workspace = make_workspace()
-    _drain_to(workspace, 0)
+    balance_set(workspace, 0)
     with gateway_settings():
         scope = call_scope_for(workspace=workspace, actor=Actor("system", "tests"), feature="chat")
         with pytest.raises(BudgetExceededError) as refused:

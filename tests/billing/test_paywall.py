@@ -4,7 +4,6 @@ with a clear message, and nobody outside the workspace sees any of it."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx2 as httpx
@@ -13,13 +12,13 @@ from django_tenants.utils import schema_context
 
 from apps.agents.consumers import OUT_OF_CREDITS, _refusal
 from apps.agents.services import conversation_create
-from apps.billing.ledger import balance_get, ledger_post
+from apps.billing.ledger import ledger_post
 from apps.llm.core.errors import BudgetExceededError, Denial
 from apps.workspaces.models import Membership, Role, User, Workspace
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import MakeKey
 from tests.asgi_server import run_committed
-from tests.billing.conftest import MakeWorkspace
+from tests.billing.conftest import MakeWorkspace, balance_set
 from tests.conftest import host_client
 from tests.factories import UserFactory
 from tests.fakes import FakeOpenAIServer
@@ -29,15 +28,6 @@ api_server = api_fixtures.api_server
 upstream = api_fixtures.upstream
 make_key = api_fixtures.make_key
 http = api_fixtures.http
-
-
-def _at_zero(workspace: Workspace) -> None:
-    ledger_post(
-        workspace_id=workspace.pk,
-        delta_micros=-balance_get(workspace_id=workspace.pk).balance_micros,
-        reason="adjustment",
-        idempotency_key=f"zero:{uuid.uuid4().hex}",
-    )
 
 
 def _page(workspace: Workspace, user: User) -> str:
@@ -68,7 +58,7 @@ def test_at_zero_owners_get_the_top_up_panel_instead_of_the_composer(
     owner_and_member: tuple[Workspace, User, User],
 ) -> None:
     workspace, owner, _ = owner_and_member
-    _at_zero(workspace)
+    balance_set(workspace, 0)
     html = _page(workspace, owner)
     assert 'data-testid="credits-panel"' in html
     assert "Out of credits — top up or upgrade." in html
@@ -80,7 +70,7 @@ def test_at_zero_members_are_told_to_ask_an_admin(
     owner_and_member: tuple[Workspace, User, User],
 ) -> None:
     workspace, _, member = owner_and_member
-    _at_zero(workspace)
+    balance_set(workspace, 0)
     html = _page(workspace, member)
     assert 'data-testid="credits-panel"' in html
     assert "Ask a workspace owner or admin" in html
@@ -88,23 +78,14 @@ def test_at_zero_members_are_told_to_ask_an_admin(
     assert 'data-testid="composer"' not in html
 
 
-def _at(workspace: Workspace, micros: int) -> None:
-    ledger_post(
-        workspace_id=workspace.pk,
-        delta_micros=micros - balance_get(workspace_id=workspace.pk).balance_micros,
-        reason="adjustment",
-        idempotency_key=f"set:{uuid.uuid4().hex}",
-    )
-
-
 def test_below_a_tenth_of_the_monthly_credit_owners_are_warned_and_can_still_chat(
     owner_and_member: tuple[Workspace, User, User],
 ) -> None:
     # given a free workspace (1,000 credits a month) with 99 credits left, then with 100
     workspace, owner, member = owner_and_member
-    _at(workspace, 99_000)
+    balance_set(workspace, 99_000)
     low_owner, low_member = _page(workspace, owner), _page(workspace, member)
-    _at(workspace, 100_000)
+    balance_set(workspace, 100_000)
     enough = _page(workspace, owner)
 
     # then below 10 % the owner gets a banner linking to billing above a working composer, the
@@ -128,7 +109,7 @@ def test_the_low_credit_banner_follows_the_setting_and_the_workspaces_own_balanc
     workspace, owner, _ = owner_and_member
     other_owner = UserFactory.create()
     other = make_workspace(owner=other_owner)
-    _at(workspace, 300_000)
+    balance_set(workspace, 300_000)
 
     # when the warning starts at 50 % instead of 10 %
     settings.BILLING_LOW_CREDIT_PERCENT = 50
@@ -142,7 +123,7 @@ def test_below_the_smallest_calls_worst_case_is_out_of_credits(
     owner_and_member: tuple[Workspace, User, User],
 ) -> None:
     workspace, owner, _ = owner_and_member
-    _at_zero(workspace)
+    balance_set(workspace, 0)
     ledger_post(
         workspace_id=workspace.pk, delta_micros=50, reason="adjustment", idempotency_key="crumb"
     )
@@ -153,7 +134,7 @@ def test_an_outsider_sees_nothing_of_the_workspace(
     owner_and_member: tuple[Workspace, User, User], outsider: User
 ) -> None:
     workspace, owner, _ = owner_and_member
-    _at_zero(workspace)
+    balance_set(workspace, 0)
     with schema_context(workspace.schema_name):
         conversation = conversation_create(user=owner)
     client = host_client(f"{workspace.slug}.localhost", outsider)
@@ -184,7 +165,7 @@ def test_the_api_answers_402_at_zero_without_calling_the_model(
     upstream: FakeOpenAIServer,
 ) -> None:
     workspace = make_committed_workspace()
-    run_committed(lambda: _at_zero(workspace))
+    run_committed(lambda: balance_set(workspace, 0))
     key = make_key(workspace.slug)
     before = len(upstream.requests)
 
