@@ -18,8 +18,6 @@ from typing import Any
 import httpx2 as httpx
 import openai
 import pytest
-import redis
-from django.conf import settings
 from django.db.models import Max
 
 from apps.billing.models import Outcome
@@ -46,14 +44,6 @@ def api_server(
     upstream: FakeOpenAIServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[AsgiServer]:
-    # The test Redis outlives sessions and test databases; the session workspaces' schema names
-    # don't. Start their daily budgets from zero, as a new day would.
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    for slug in ("acme", "globex"):
-        stale = list(client.scan_iter(match=f"{slug}:budget:*", count=1000))
-        if stale:
-            client.delete(*stale)
-    client.close()
     env = {"OPENAI_API_KEY": UPSTREAM_KEY, "OPENAI_BASE_URL": upstream.base_url}
     with daphne(log=tmp_path_factory.mktemp("daphne-api") / "daphne.log", env=env) as server:
         yield server
