@@ -35,9 +35,10 @@ eval: migrate ## Run every prompt's evals through the gateway and print a table 
 eval-gate: migrate ## The CI gate: evals vs evals/baselines; fails on a >5 % drop against EVALS_BASE (default origin/main)
 	$(BIN)/python manage.py evals compare --base $${EVALS_BASE:-origin/main} $(EVAL_ARGS)
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy
+lint: $(STAMP) ## ruff (lint + format check), the import contract (lint-imports) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	DJANGO_SETTINGS_MODULE=aisaas.settings.test $(BIN)/mypy .
 
 fmt: $(STAMP) ## Format and autofix with ruff

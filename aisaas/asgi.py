@@ -1,7 +1,7 @@
 """One ASGI app for HTTP and WebSocket, served by daphne.
 
 HTTP under `/v1/` on the public host is the OpenAI-compatible API, answered by a plain ASGI app
-(apps/llm/api/app.py says why it skips Django's request cycle); everything else is Django.
+(apps/api/app.py says why it skips Django's request cycle); everything else is Django.
 WebSockets pass, in order: same-origin check, workspace resolution from the Host header, session
 authentication, then the URL router; consumers check membership themselves.
 """
@@ -20,8 +20,9 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from aisaas.bootstrap import ensure_services  # noqa: E402
 from aisaas.routing import websocket_urlpatterns  # noqa: E402
-from apps.common.channels import SameOriginValidator, WorkspaceScopeMiddleware  # noqa: E402
-from apps.llm.api.app import OpenAIApi  # noqa: E402
+from apps.api.app import OpenAIApi  # noqa: E402
+from apps.common.channels import SameOriginValidator  # noqa: E402
+from apps.workspaces.channels import WorkspaceScopeMiddleware  # noqa: E402
 
 ensure_services()
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.agents.consumers import ChatConsumer
+from apps.agents.chat.consumers import ChatConsumer
 from apps.workspaces.consumers import WorkspaceConsumer
 
 websocket_urlpatterns = [

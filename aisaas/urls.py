@@ -11,7 +11,7 @@ urlpatterns = [
     # Sign-up lives on the public host; the login page's "sign up" link goes there.
     path("accounts/signup/", RedirectView.as_view(url=f"{settings.SITE_URL}/accounts/signup/")),
     path("accounts/", include("allauth.urls")),
-    path("", include("apps.agents.urls")),
+    path("", include("apps.agents.chat.urls")),
     path("", include("apps.workspaces.urls")),
     path("", include("apps.billing.urls")),
 ]

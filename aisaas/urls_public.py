@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from apps.billing.views_webhook import stripe_webhook
 from apps.common.views import api_root, healthz
-from apps.traces.dashboard import traces_dashboard
+from apps.console.dashboard import traces_dashboard
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),

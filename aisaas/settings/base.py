@@ -40,6 +40,7 @@ SHARED_APPS = [
     "apps.traces",
     "apps.evals",
     "apps.billing",
+    "apps.console",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -60,8 +61,6 @@ SHARED_APPS = [
 TENANT_APPS = [
     "apps.llm",
     "apps.agents",
-    "apps.rag",
-    "apps.approvals",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -226,10 +225,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # The /v1 API is plain ASGI (apps/llm/api): its paths come from its pydantic models.
+    # The /v1 API is plain ASGI (apps/api): its paths come from its pydantic models.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "apps.llm.api.openapi.add_openai_api",
+        "apps.api.openapi.add_openai_api",
     ],
 }
 

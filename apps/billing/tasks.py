@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from celery import Task, shared_task
 from django.utils import timezone
 
-from .gateway import call_debits_post
+from .debit_queue import call_debits_post
 from .outcomes import outcomes_finalise
 from .plans import all_workspaces_grant_monthly
 from .usage import usage_push

@@ -10,7 +10,7 @@ from typing import cast
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -18,7 +18,8 @@ from django.views.decorators.http import require_POST
 
 from apps.common.errors import ApplicationError, PermissionDeniedError
 from apps.workspaces.forms import attach_error
-from apps.workspaces.models import Membership, User, Workspace
+from apps.workspaces.http import WorkspaceRequest
+from apps.workspaces.models import User
 
 from .checkout import checkout_subscription_start, checkout_topup_start
 from .forms import DisputeForm, TopUpForm, UpgradeForm
@@ -39,15 +40,7 @@ PORTAL_BANNER = (
 )
 
 
-def _actor(request: HttpRequest) -> Membership:
-    return request.membership  # type: ignore[attr-defined]
-
-
-def _workspace(request: HttpRequest) -> Workspace:
-    return request.workspace  # type: ignore[attr-defined]
-
-
-def _refused(request: HttpRequest) -> HttpResponse:
+def _refused(request: WorkspaceRequest) -> HttpResponse:
     return render(request, "billing/refused.html", status=403)
 
 
@@ -61,15 +54,15 @@ class DisputeRefused:
 
 
 def billing_page(
-    request: HttpRequest,
+    request: WorkspaceRequest,
     *,
     topup_form: TopUpForm | None = None,
     dispute_refused: DisputeRefused | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    if not _actor(request).can_manage:
+    if not request.membership.can_manage:
         return _refused(request)
-    workspace = _workspace(request)
+    workspace = request.workspace
     chart = usage_by_feature(workspace=workspace)
     ledger = Paginator(ledger_history(workspace=workspace), LEDGER_PAGE_SIZE)
     context = {
@@ -89,7 +82,7 @@ def billing_page(
     return render(request, "billing/billing.html", context, status=status)
 
 
-def _billing_refused(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
+def _billing_refused(request: WorkspaceRequest, exc: ApplicationError) -> HttpResponse:
     if isinstance(exc, PermissionDeniedError):
         return _refused(request)
     messages.error(request, exc.message)
@@ -97,14 +90,14 @@ def _billing_refused(request: HttpRequest, exc: ApplicationError) -> HttpRespons
 
 
 @require_POST
-def topup(request: HttpRequest) -> HttpResponse:
-    if not _actor(request).can_manage:
+def topup(request: WorkspaceRequest) -> HttpResponse:
+    if not request.membership.can_manage:
         return _refused(request)
     form = TopUpForm(request.POST)
     if form.is_valid():
         try:
             url = checkout_topup_start(
-                workspace=_workspace(request),
+                workspace=request.workspace,
                 user=cast(User, request.user),
                 usd=form.cleaned_data["usd"],
             )
@@ -119,8 +112,8 @@ def topup(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def upgrade(request: HttpRequest) -> HttpResponse:
-    if not _actor(request).can_manage:
+def upgrade(request: WorkspaceRequest) -> HttpResponse:
+    if not request.membership.can_manage:
         return _refused(request)
     form = UpgradeForm(request.POST)
     if not form.is_valid():
@@ -128,7 +121,7 @@ def upgrade(request: HttpRequest) -> HttpResponse:
         return billing_page(request, status=400)
     try:
         url = checkout_subscription_start(
-            workspace=_workspace(request),
+            workspace=request.workspace,
             user=cast(User, request.user),
             plan_code=form.cleaned_data["plan"],
         )
@@ -138,22 +131,22 @@ def upgrade(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def manage_subscription(request: HttpRequest) -> HttpResponse:
+def manage_subscription(request: WorkspaceRequest) -> HttpResponse:
     """Send an owner or admin to Stripe's billing portal (cancel, resume, invoices, card)."""
-    if not _actor(request).can_manage:
+    if not request.membership.can_manage:
         return _refused(request)
     try:
-        url = billing_portal_start(workspace=_workspace(request), user=cast(User, request.user))
+        url = billing_portal_start(workspace=request.workspace, user=cast(User, request.user))
     except ApplicationError as exc:
         return _billing_refused(request, exc)
     return redirect(url)
 
 
 @require_POST
-def dispute(request: HttpRequest, outcome_id: int) -> HttpResponse:
-    if not _actor(request).can_manage:
+def dispute(request: WorkspaceRequest, outcome_id: int) -> HttpResponse:
+    if not request.membership.can_manage:
         return _refused(request)
-    outcome = access_outcome(workspace=_workspace(request), outcome_id=outcome_id)
+    outcome = access_outcome(workspace=request.workspace, outcome_id=outcome_id)
     form = DisputeForm(request.POST)
     typed = request.POST.get("reason", "")
     if not form.is_valid():
@@ -162,7 +155,7 @@ def dispute(request: HttpRequest, outcome_id: int) -> HttpResponse:
         return billing_page(request, dispute_refused=refused, status=400)
     try:
         outcome_dispute(
-            outcome=outcome, membership=_actor(request), reason=form.cleaned_data["reason"]
+            outcome=outcome, membership=request.membership, reason=form.cleaned_data["reason"]
         )
     except PermissionDeniedError:
         return _refused(request)

@@ -1,4 +1,5 @@
-"""Channels glue: origin check, workspace from the Host header, tenant-aware DB calls.
+"""Channels glue: origin check, Host parsing, tenant-aware DB calls (the workspace itself is
+resolved from the Host by apps/workspaces/channels.py).
 
 The database schema does not cross threads, so every `database_sync_to_async` call that touches
 workspace data enters the scope's schema itself (`in_workspace_schema`).
@@ -12,7 +13,6 @@ from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 from django_tenants.utils import get_public_schema_name, schema_context
 
 P = ParamSpec("P")
@@ -23,14 +23,14 @@ ASGIApp = Callable[
 ]
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key == name:
             return str(value.decode("latin1"))
     return None
 
 
-def _hostname(host_header: str | None) -> str:
+def hostname(host_header: str | None) -> str:
     return (
         (host_header or "").rsplit(":", 1)[0].lower()
         if host_header and not host_header.startswith("[")
@@ -38,7 +38,7 @@ def _hostname(host_header: str | None) -> str:
     )
 
 
-async def _deny(send: Callable[..., Awaitable[Any]]) -> None:
+async def deny(send: Callable[..., Awaitable[Any]]) -> None:
     await send({"type": "websocket.close", "code": 4403})
 
 
@@ -51,44 +51,14 @@ class SameOriginValidator:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
-            origin = _header(scope, b"origin")
-            host = _header(scope, b"host")
+            origin = header(scope, b"origin")
+            host = header(scope, b"host")
             origin_host = urlsplit(origin).netloc.lower() if origin else ""
             if not origin or not host or origin_host != host.lower():
                 await receive()  # the connect event
-                await _deny(send)
+                await deny(send)
                 return
         await self.app(scope, receive, send)
-
-
-def _workspace_for_host_sync(hostname: str) -> Any:
-    from apps.workspaces.models import Domain
-
-    with schema_context(get_public_schema_name()):
-        domain = Domain.objects.select_related("tenant").filter(domain=hostname).first()
-        return domain.tenant if domain else None
-
-
-_workspace_for_host = database_sync_to_async(_workspace_for_host_sync, thread_sensitive=False)
-
-
-class WorkspaceScopeMiddleware:
-    """Put the workspace named by the Host header in `scope["workspace"]` (None on public hosts);
-    an unknown host is refused."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        hostname = _hostname(_header(scope, b"host"))
-        workspace = None
-        if hostname not in settings.PUBLIC_HOSTS:
-            workspace = await _workspace_for_host(hostname)
-            if workspace is None:
-                await receive()
-                await _deny(send)
-                return
-        await self.app({**scope, "workspace": workspace}, receive, send)
 
 
 def in_workspace_schema(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:

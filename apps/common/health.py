@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import redis
 import structlog
+from celery import current_app
 from django.conf import settings
 from django.db import connection
 
@@ -43,8 +44,9 @@ def check_redis() -> str:
 
 
 def check_celery() -> str:
-    from aisaas.celery import app
-
+    # The project's app (aisaas/__init__.py makes it current before anything runs): the
+    # project package sits above every app, so it is never imported from here.
+    app = current_app
     # Connect once, without kombu's default retries: a broker that is down fails the check at
     # once instead of after seconds of reconnect attempts.
     with app.connection_for_write(connect_timeout=CELERY_PING_TIMEOUT) as broker:

@@ -60,7 +60,7 @@ def dismiss_candidates(
 def promote_traces(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[LlmTrace]
 ) -> HttpResponse | None:
-    """Listed by the traces admin (apps/traces/admin/traces.py)."""
+    """Listed by the traces admin (apps/console/admin/traces.py)."""
     return _download(modeladmin, request, queryset, lambda t: eval_trace_promote(trace=t))
 
 

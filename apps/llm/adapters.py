@@ -1,5 +1,5 @@
-"""Django glue, part 2: the gateway's ports wired to our Redis and our call-record queue, and
-the event loop that sync code (tasks, commands, views) runs it on.
+"""Django glue, part 2: the gateway built on our Redis with the ports the layers above plugged
+in (ports.py), and the event loop that sync code (tasks, commands, views) runs it on.
 
 redis.asyncio clients and SDK connection pools belong to the event loop that opened them, so the
 gateway is built once per loop. Sync callers share one long-lived loop in a daemon thread
@@ -21,15 +21,13 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from apps.billing.gateway import LedgerDebit
-from apps.traces.services import RedisCallSink
-
 from .config import nominal_rate
 from .core.budget import BudgetStore
 from .core.cache import ExactCache
 from .core.gateway import Gateway, GatewaySettings
 from .core.redis_batching import BatchingRedis
 from .core.resilience import CircuitBreaker
+from .ports import ports
 
 T = TypeVar("T")
 
@@ -60,8 +58,8 @@ def gateway() -> Gateway:
             found = Gateway(
                 budget=BudgetStore(client, reservation_ttl=settings.LLM_RESERVATION_TTL),
                 cache=ExactCache(client),
-                sink=RedisCallSink(client),
-                debit=LedgerDebit(client),
+                sink=ports.sink(client),
+                debit=ports.debit(client),
                 breaker=BREAKER,
                 settings=GatewaySettings(
                     reservation_ttl=settings.LLM_RESERVATION_TTL, nominal_rate=nominal_rate()

@@ -19,17 +19,16 @@ from pathlib import Path
 import yaml
 from django.conf import settings
 
-from apps.billing.ledger import balance_get
-from apps.billing.plans import plan_get
 from apps.common.crypto import fingerprint
 from apps.workspaces.ai import ai_settings_get, provider_keys_decrypted
 from apps.workspaces.models import AISettings, User, Workspace
 
 from .core.budget import Scope
-from .core.context import Actor, CallScope, CreditLimit, Limits
+from .core.context import Actor, CallScope, Limits
 from .core.pricing import NominalRate
 from .core.providers.base import Provider
 from .core.routing import LOCAL, Route, RoutingTable
+from .ports import ports
 
 
 @lru_cache(maxsize=1)
@@ -199,9 +198,9 @@ def _unless_empty(value: int | None, default: int) -> int:
 
 
 def limits_for(workspace: Workspace, ai: AISettings) -> Limits:
-    """The plan's limits (billing.Plan; an unknown plan gets free's), with the workspace's AI
-    settings taking precedence where set."""
-    plan = plan_get(code=workspace.plan)
+    """The plan's limits (from the account port), with the workspace's AI settings taking
+    precedence where set."""
+    plan = ports.account.plan_limits(workspace)
     return Limits(
         workspace_day_tokens=_unless_empty(ai.daily_token_limit, plan.day_tokens),
         user_day_requests=_unless_empty(ai.user_daily_request_limit, plan.user_day_requests),
@@ -233,7 +232,6 @@ def call_scope_for(
         for alias, spec in (ai.model_overrides or {}).items()
         if isinstance(spec, dict) and spec.get("provider") and spec.get("model")
     }
-    balance = balance_get(workspace_id=workspace.pk)
     return CallScope(
         schema=workspace.schema_name,
         workspace_id=workspace.pk,
@@ -245,11 +243,7 @@ def call_scope_for(
         user_id=user.pk if user is not None else None,
         byok=frozenset(byok),
         extra_scopes=extra_scopes,
-        credit=CreditLimit(
-            balance_micros=balance.balance_micros,
-            seq=balance.last_entry_id,
-            byok_fee_micros=settings.BILLING_BYOK_FEE_MICROS,
-        ),
+        credit=ports.account.credit(workspace),
         timeout=timeout_for(feature),
         request_id=request_id,
     )

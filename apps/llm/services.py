@@ -1,6 +1,11 @@
-"""The one entry for Django code that calls a model (DESIGN §4). Business code names an alias
-and a feature; everything else — routing, budgets, cache, fallback, metering, traces — happens
-in the gateway."""
+"""The gateway's public face: the one module other apps import from `apps.llm` (besides
+`apps.llm.prompts` for prompt files and `apps.llm.ports` for plugging in at ready()).
+
+Business code names an alias and a feature; everything else — routing, budgets, cache,
+fallback, metering, traces — happens in the gateway. Requests, events, errors and the scope
+builder are re-exported here, so the modules behind it can move freely; the import contract
+(pyproject.toml, `make lint`) refuses any other `apps.llm` import from outside it.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,123 @@ from dataclasses import dataclass
 from apps.workspaces.models import User, Workspace
 
 from .adapters import gateway, run_sync
-from .config import call_scope_for
+from .config import call_scope_for, limits_for, platform_providers, routing_table
 from .core.budget import Scope, ScopeUsage
 from .core.call import ProviderClock
-from .core.context import Actor, CallScope, credit_scope, daily_scopes
-from .core.types import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
+from .core.context import (
+    Actor,
+    CallRecord,
+    CallScope,
+    CreditLimit,
+    credit_charge,
+    credit_scope,
+    daily_scopes,
+)
+from .core.credit_hash import CreditHash
+from .core.errors import (
+    CREDIT_BALANCE,
+    BudgetExceededError,
+    Denial,
+    GatewayError,
+    InvalidRequestError,
+    ProviderError,
+    ProviderUnavailableError,
+    StructuredOutputError,
+    UnknownAliasError,
+)
+from .core.routing import LOCAL
+from .core.tokens import count_tokens
+from .core.types import (
+    ChatRequest,
+    ChatResponse,
+    DoneEvent,
+    EmbedRequest,
+    EmbedResponse,
+    ErrorEvent,
+    Message,
+    ResponseFormat,
+    StatusEvent,
+    StreamEvent,
+    ThinkingEvent,
+    TokenEvent,
+    Tool,
+    ToolCall,
+    ToolResultEvent,
+    ToolUseEvent,
+    Usage,
+)
+from .ports import PlanLimits
+
+__all__ = [
+    "CREDIT_BALANCE",
+    "Actor",
+    "BudgetExceededError",
+    "CallRecord",
+    "CallScope",
+    "ChatRequest",
+    "ChatResponse",
+    "CreditHash",
+    "CreditLimit",
+    "CreditUsage",
+    "Denial",
+    "DoneEvent",
+    "EmbedRequest",
+    "EmbedResponse",
+    "ErrorEvent",
+    "GatewayError",
+    "InvalidRequestError",
+    "Message",
+    "PlanLimits",
+    "ProviderClock",
+    "ProviderError",
+    "ProviderUnavailableError",
+    "ResponseFormat",
+    "Scope",
+    "ScopeUsage",
+    "StatusEvent",
+    "StreamEvent",
+    "StructuredOutputError",
+    "ThinkingEvent",
+    "TokenEvent",
+    "Tool",
+    "ToolCall",
+    "ToolResultEvent",
+    "ToolUseEvent",
+    "UnknownAliasError",
+    "Usage",
+    "alias_is_offline",
+    "alias_names",
+    "allm_chat",
+    "allm_count",
+    "allm_embed",
+    "call_scope_for",
+    "count_tokens",
+    "credit_charge",
+    "limits_for",
+    "llm_budget_usage",
+    "llm_chat",
+    "llm_credit_usage",
+    "llm_embed",
+    "llm_reservations_janitor",
+    "llm_stream",
+    "routing_table",
+    "run_sync",
+]
+
+
+def alias_names(kind: str | None = None) -> list[str]:
+    """The aliases of the routing table (all, or those of one kind: "chat", "embed")."""
+    return routing_table().names(kind)
+
+
+def alias_is_offline(alias: str) -> bool:
+    """Whether the offline local model answers `alias` with the platform's keys (the UI says so).
+    An alias no provider serves is not offline: using it fails, and says why."""
+    try:
+        routes = routing_table().resolve(alias, configured=frozenset(platform_providers()))
+    except GatewayError:
+        return False
+    return routes.primary.provider == LOCAL
 
 
 def llm_chat(

@@ -15,7 +15,7 @@ holds one long transaction or lock. Crosses workspaces by design (beat, operator
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,10 +24,10 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from apps.billing.models import Plan
-from apps.evals.models import EvalCandidate
 from apps.workspaces.models import Workspace
 
 from .models import LlmTrace, LlmTraceRaw
+from .ports import masked_copies
 
 log = structlog.get_logger(__name__)
 
@@ -46,10 +46,16 @@ class RetentionCounts:
     legal_hold: bool
     raw_deleted: int = 0
     traces_deleted: int = 0
-    candidates_deleted: int = 0
+    copies_deleted: dict[str, int] = field(default_factory=dict)  # per masked copy's name
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.update({f"{name}_deleted": n for name, n in data.pop("copies_deleted").items()})
+        return data
+
+    @property
+    def deleted(self) -> int:
+        return self.raw_deleted + self.traces_deleted + sum(self.copies_deleted.values())
 
 
 def _plan_days() -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
@@ -98,6 +104,7 @@ def workspace_retention_apply(
         raw_days=raw_days,
         masked_days=masked_days,
         legal_hold=workspace.legal_hold,
+        copies_deleted={copy.name: 0 for copy in masked_copies()},
     )
     if workspace.legal_hold:
         return counts
@@ -113,12 +120,11 @@ def workspace_retention_apply(
         # Nothing was deleted: leave out the raw rows the cascade would already take.
         raw = raw.filter(trace__created_at__gte=masked_before)
     raw_deleted = _delete_older(raw, before=now - timedelta(days=raw_days), **options)
-    candidates = _delete_older(
-        EvalCandidate.objects.filter(workspace=workspace), before=masked_before, **options
-    )
-    return replace(
-        counts, raw_deleted=raw_deleted, traces_deleted=traces, candidates_deleted=candidates
-    )
+    copies = {
+        copy.name: _delete_older(copy.rows(workspace), before=masked_before, **options)
+        for copy in masked_copies()
+    }
+    return replace(counts, raw_deleted=raw_deleted, traces_deleted=traces, copies_deleted=copies)
 
 
 def all_workspaces_retention_apply(
@@ -141,18 +147,3 @@ def all_workspaces_retention_apply(
         results.append(counts)
         log.info("traces.retention", dry_run=dry_run, **counts.as_dict())
     return results
-
-
-def legal_hold_set(
-    *, workspaces: QuerySet[Workspace], hold: bool, actor_id: int
-) -> list[Workspace]:
-    """Place (`hold`) or lift the legal hold on `workspaces`; return those that changed.
-
-    Under hold, retention deletes nothing of the workspace's traces until it is lifted.
-    """
-    changed = list(workspaces.exclude(legal_hold=hold))
-    Workspace.objects.filter(pk__in=[w.pk for w in changed]).update(legal_hold=hold)
-    for workspace in changed:
-        workspace.legal_hold = hold
-        log.info("traces.legal_hold", workspace=workspace.slug, hold=hold, actor_id=actor_id)
-    return changed

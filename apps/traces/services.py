@@ -22,13 +22,13 @@ import structlog
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 
-from apps.evals.services import eval_candidates_sample
-from apps.llm.core.context import CallRecord
+from apps.llm.services import CallRecord
 from apps.workspaces.models import Workspace
 
 from .masking import mask, mask_value
 from .models import LlmCallLog, LlmTrace, LlmTraceRaw
 from .otel import traces_export
+from .ports import stored_calls_listeners
 from .rollups import rollups_add
 
 log = structlog.get_logger(__name__)
@@ -224,9 +224,10 @@ def _store(pairs: list[tuple[LlmCallLog, LlmTrace]]) -> int:
         LlmTrace.objects.bulk_create([t for _, t in fresh])
         LlmTraceRaw.objects.bulk_create([_raw_of(t) for _, t in fresh])
         rollups_add(pairs=fresh)  # only fresh calls: a replayed batch adds nothing
-    # A share of calls becomes eval candidates (masked); after the commit, so sampling can
-    # never hold up call records.
-    eval_candidates_sample(pairs=fresh)
+    # After the commit, so a listener (evals: a share becomes eval candidates) can never hold
+    # up call records.
+    for listener in stored_calls_listeners():
+        listener(fresh)
     traces_export(pairs=fresh)  # OpenTelemetry, when configured; never raises or blocks
     return len(fresh)
 

@@ -16,7 +16,4 @@ def flush_call_records() -> int:
 def apply_retention() -> int:
     """Delete raw and masked trace content past each plan's retention (beat, daily); return how
     many rows went. The counts per workspace are logged."""
-    return sum(
-        c.raw_deleted + c.traces_deleted + c.candidates_deleted
-        for c in all_workspaces_retention_apply()
-    )
+    return sum(c.deleted for c in all_workspaces_retention_apply())

@@ -9,6 +9,7 @@ anyone else who is not a member gets 404 on every URL (never 403, never another 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -19,6 +20,7 @@ from django_tenants.middleware.main import TenantMainMiddleware
 
 from apps.common.tenancy import use_public_schema
 
+from .http import HostRequest
 from .selectors import membership_get
 
 # Paths an anonymous visitor of a workspace host may open: logging in, resetting a password.
@@ -30,15 +32,16 @@ NON_MEMBER_PATHS = ("/accounts/logout/", "/static/", "/healthz")
 class WorkspaceHostMiddleware(TenantMainMiddleware):
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         use_public_schema()
+        hosted = cast(HostRequest, request)
         hostname = self.hostname_from_request(request)
         if hostname in settings.PUBLIC_HOSTS:
             request.tenant = connection.tenant  # type: ignore[attr-defined]
-            request.workspace = None  # type: ignore[attr-defined]
+            hosted.workspace = None
             request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
             set_urlconf(request.urlconf)
             return None
         response = super().process_request(request)
-        request.workspace = request.tenant  # type: ignore[attr-defined]
+        hosted.workspace = request.tenant  # type: ignore[attr-defined]
         return response
 
 
@@ -47,8 +50,9 @@ class WorkspaceMembershipMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        hosted = cast(HostRequest, request)
         workspace = getattr(request, "workspace", None)
-        request.membership = None  # type: ignore[attr-defined]
+        hosted.membership = None
         if workspace is not None:
             if not request.user.is_authenticated:
                 if not request.path.startswith(ANONYMOUS_PATHS):
@@ -57,7 +61,7 @@ class WorkspaceMembershipMiddleware:
                 membership = membership_get(workspace=workspace, user=request.user)
                 if membership is None and not request.path.startswith(NON_MEMBER_PATHS):
                     # The 404 page must not tell an outsider whose workspace this is.
-                    request.workspace = None  # type: ignore[attr-defined]
+                    hosted.workspace = None
                     raise Http404("No such page.")
-                request.membership = membership  # type: ignore[attr-defined]
+                hosted.membership = membership
         return self.get_response(request)

@@ -55,7 +55,10 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.name or self.email.split("@")[0]
 
 
-class Plan(models.TextChoices):
+class PlanCode(models.TextChoices):
+    """The code of the workspace's billing plan; the plan's terms (limits, credit, retention) are
+    billing.Plan rows with that code."""
+
     FREE = "free", "Free"
     PRO = "pro", "Pro"
     ENTERPRISE = "enterprise", "Enterprise"
@@ -67,7 +70,7 @@ class Workspace(TenantMixin, BaseModel):  # type: ignore[django-manager-missing]
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=40, unique=True)
     # The billing Plan's code: its limits, monthly credit and retention (apps.billing).
-    plan = models.CharField(max_length=16, choices=Plan.choices, default=Plan.FREE)
+    plan = models.CharField(max_length=16, choices=PlanCode.choices, default=PlanCode.FREE)
     # Suspends retention: nothing of the workspace's traces is deleted or masked while set.
     legal_hold = models.BooleanField(default=False)
     created_by = models.ForeignKey(

@@ -11,14 +11,15 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django_tenants.utils import schema_exists
 
-from apps.billing.plans import plan_grant_month
 from apps.common.errors import ApplicationError, NotFoundError, PermissionDeniedError
 
-from .models import Domain, Invitation, Membership, Plan, Role, User, Workspace, hash_token
+from .models import Domain, Invitation, Membership, PlanCode, Role, User, Workspace, hash_token
+from .ports import provisioners
 from .selectors import workspace_by_slug
 from .validators import schema_name_for, validate_slug
 
@@ -43,16 +44,16 @@ def _check_name(name: str) -> str:
     return name
 
 
-def workspace_create(*, name: str, slug: str, owner: User, plan: str = Plan.FREE) -> Workspace:
-    """Create a workspace, its schema, its domain, the owner's membership and the plan's credit
-    for this month — all or nothing.
+def workspace_create(*, name: str, slug: str, owner: User, plan: str = PlanCode.FREE) -> Workspace:
+    """Create a workspace, its schema, its domain, the owner's membership and what the layers
+    above provision for it (billing: the plan's credit for this month) — all or nothing.
 
     PostgreSQL DDL is transactional, so a failure at any step leaves no schema, row or membership.
     """
     name = _check_name(name)
     slug = slug.strip()
     _check_slug(slug)
-    if plan not in Plan.values:
+    if plan not in PlanCode.values:
         raise ApplicationError(f"Unknown plan “{plan}”.", field="plan")
     try:
         with transaction.atomic():
@@ -67,7 +68,8 @@ def workspace_create(*, name: str, slug: str, owner: User, plan: str = Plan.FREE
                 tenant=workspace, domain=f"{slug}.{settings.BASE_DOMAIN}", is_primary=True
             )
             Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)
-            plan_grant_month(workspace=workspace)
+            for provision in provisioners():
+                provision(workspace)
             workspace.create_schema(check_if_exists=False, verbosity=0)
     except IntegrityError as exc:
         # Two sign-ups racing for one slug: the unique constraint decides, the loser is told.
@@ -93,7 +95,7 @@ def system_workspace_get_or_create(*, slug: str, name: str) -> Workspace:
     )
     try:
         # Created on the enterprise plan, so it starts with that plan's monthly credit.
-        workspace = workspace_create(name=name, slug=slug, owner=owner, plan=Plan.ENTERPRISE)
+        workspace = workspace_create(name=name, slug=slug, owner=owner, plan=PlanCode.ENTERPRISE)
     except ApplicationError:
         # Another process may have created it meanwhile (the slug's unique constraint decided);
         # otherwise the slug itself is invalid, which the caller's settings must fix.
@@ -258,3 +260,18 @@ def invitation_accept(*, token: str, user: User) -> Membership:
         already_member=not created,
     )
     return membership
+
+
+def legal_hold_set(
+    *, workspaces: QuerySet[Workspace], hold: bool, actor_id: int
+) -> list[Workspace]:
+    """Place (`hold`) or lift the legal hold on `workspaces`; return those that changed.
+
+    Under hold, retention deletes nothing of the workspace's traces until it is lifted.
+    """
+    changed = list(workspaces.exclude(legal_hold=hold))
+    Workspace.objects.filter(pk__in=[w.pk for w in changed]).update(legal_hold=hold)
+    for workspace in changed:
+        workspace.legal_hold = hold
+        log.info("workspaces.legal_hold", workspace=workspace.slug, hold=hold, actor_id=actor_id)
+    return changed

@@ -8,7 +8,7 @@ from typing import cast
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -19,7 +19,8 @@ from apps.common.errors import ApplicationError, PermissionDeniedError
 from .api_keys import access_api_key, api_key_create, api_key_list, api_key_revoke
 from .forms import ApiKeyForm, InviteForm, RenameForm, RoleForm, attach_error
 from .handoff import handoff_consume
-from .models import ApiKey, Membership, User, Workspace
+from .http import HostRequest, WorkspaceRequest
+from .models import ApiKey, User
 from .selectors import access_invitation, access_membership, invitation_list_open, membership_list
 from .services import (
     invitation_create,
@@ -30,20 +31,14 @@ from .services import (
 )
 
 
-def _actor(request: HttpRequest) -> Membership:
-    return request.membership  # type: ignore[attr-defined]
-
-
-def _workspace(request: HttpRequest) -> Workspace:
-    return request.workspace  # type: ignore[attr-defined]
-
-
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: WorkspaceRequest) -> HttpResponse:
     return render(request, "workspaces/home.html")
 
 
-def handoff(request: HttpRequest, token: str) -> HttpResponse:
-    user = handoff_consume(token=token, workspace=_workspace(request))
+def handoff(request: HostRequest, token: str) -> HttpResponse:
+    # Reached before logging in (an /accounts/ path): the workspace is set, no membership.
+    assert request.workspace is not None
+    user = handoff_consume(token=token, workspace=request.workspace)
     if user is None:
         messages.error(request, "That link has expired; log in to continue.")
         return redirect("account_login")
@@ -52,7 +47,7 @@ def handoff(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def settings_page(
-    request: HttpRequest,
+    request: WorkspaceRequest,
     *,
     rename_form: RenameForm | None = None,
     invite_form: InviteForm | None = None,
@@ -60,7 +55,7 @@ def settings_page(
     new_api_key: tuple[ApiKey, str] | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    workspace = _workspace(request)
+    workspace = request.workspace
     context: dict[str, object] = {
         "rename_form": rename_form or RenameForm(initial={"name": workspace.name}),
         "invite_form": invite_form or InviteForm(),
@@ -68,7 +63,7 @@ def settings_page(
         "invitations": invitation_list_open(workspace=workspace),
         "role_form": RoleForm(),
     }
-    if _actor(request).can_manage:
+    if request.membership.can_manage:
         context["api_keys"] = api_key_list(workspace=workspace)
         context["api_key_form"] = api_key_form or ApiKeyForm()
         if new_api_key is not None:
@@ -77,12 +72,14 @@ def settings_page(
 
 
 @require_POST
-def rename(request: HttpRequest) -> HttpResponse:
+def rename(request: WorkspaceRequest) -> HttpResponse:
     form = RenameForm(request.POST)
     if form.is_valid():
         try:
             workspace_rename(
-                workspace=_workspace(request), actor=_actor(request), name=form.cleaned_data["name"]
+                workspace=request.workspace,
+                actor=request.membership,
+                name=form.cleaned_data["name"],
             )
         except PermissionDeniedError as exc:
             messages.error(request, exc.message)
@@ -96,12 +93,12 @@ def rename(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def invite(request: HttpRequest) -> HttpResponse:
+def invite(request: WorkspaceRequest) -> HttpResponse:
     form = InviteForm(request.POST)
     if form.is_valid():
         try:
             invitation, _token = invitation_create(
-                actor=_actor(request),
+                actor=request.membership,
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
             )
@@ -117,18 +114,18 @@ def invite(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def invitation_revoke_view(request: HttpRequest, invitation_id: int) -> HttpResponse:
-    invitation = access_invitation(workspace=_workspace(request), invitation_id=invitation_id)
+def invitation_revoke_view(request: WorkspaceRequest, invitation_id: int) -> HttpResponse:
+    invitation = access_invitation(workspace=request.workspace, invitation_id=invitation_id)
     return _run(
         request,
-        lambda: invitation_revoke(actor=_actor(request), invitation=invitation),
+        lambda: invitation_revoke(actor=request.membership, invitation=invitation),
         f"Invitation for {invitation.email} withdrawn.",
     )
 
 
 @require_POST
-def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
-    member = access_membership(workspace=_workspace(request), membership_id=membership_id)
+def member_role(request: WorkspaceRequest, membership_id: int) -> HttpResponse:
+    member = access_membership(workspace=request.workspace, membership_id=membership_id)
     form = RoleForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose owner, admin or member.")
@@ -136,23 +133,23 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
     return _run(
         request,
         lambda: membership_change_role(
-            actor=_actor(request), membership=member, role=form.cleaned_data["role"]
+            actor=request.membership, membership=member, role=form.cleaned_data["role"]
         ),
         f"{member.user.email} is now {form.cleaned_data['role']}.",
     )
 
 
 @require_POST
-def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
-    member = access_membership(workspace=_workspace(request), membership_id=membership_id)
-    if member.pk != _actor(request).pk:
+def member_remove(request: WorkspaceRequest, membership_id: int) -> HttpResponse:
+    member = access_membership(workspace=request.workspace, membership_id=membership_id)
+    if member.pk != request.membership.pk:
         return _run(
             request,
-            lambda: membership_remove(actor=_actor(request), membership=member),
+            lambda: membership_remove(actor=request.membership, membership=member),
             f"{member.user.email} was removed.",
         )
     try:
-        membership_remove(actor=_actor(request), membership=member)
+        membership_remove(actor=request.membership, membership=member)
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect("workspace_settings")
@@ -160,23 +157,23 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     return redirect(f"{settings.SITE_URL}/")
 
 
-def _forbidden_unless_manager(request: HttpRequest) -> HttpResponse | None:
+def _forbidden_unless_manager(request: WorkspaceRequest) -> HttpResponse | None:
     """The settings page with 403 for members: API keys are for owners and admins."""
-    if _actor(request).can_manage:
+    if request.membership.can_manage:
         return None
     messages.error(request, "Only owners and admins can manage API keys.")
     return settings_page(request, status=403)
 
 
 @require_POST
-def api_key_create_view(request: HttpRequest) -> HttpResponse:
+def api_key_create_view(request: WorkspaceRequest) -> HttpResponse:
     if (denied := _forbidden_unless_manager(request)) is not None:
         return denied
     form = ApiKeyForm(request.POST)
     if form.is_valid():
         try:
             created = api_key_create(
-                workspace=_workspace(request),
+                workspace=request.workspace,
                 name=form.cleaned_data["name"],
                 created_by=cast(User, request.user),
                 scopes=form.cleaned_data["scopes"],
@@ -197,16 +194,16 @@ def api_key_create_view(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def api_key_revoke_view(request: HttpRequest, api_key_id: int) -> HttpResponse:
+def api_key_revoke_view(request: WorkspaceRequest, api_key_id: int) -> HttpResponse:
     if (denied := _forbidden_unless_manager(request)) is not None:
         return denied
-    api_key = access_api_key(workspace=_workspace(request), api_key_id=api_key_id)
+    api_key = access_api_key(workspace=request.workspace, api_key_id=api_key_id)
     api_key_revoke(api_key=api_key)
     messages.success(request, f"API key “{api_key.name}” ({api_key.prefix}…) revoked.")
     return redirect("workspace_settings")
 
 
-def _run(request: HttpRequest, action: Callable[[], object], success: str) -> HttpResponse:
+def _run(request: WorkspaceRequest, action: Callable[[], object], success: str) -> HttpResponse:
     try:
         action()
     except ApplicationError as exc:

@@ -108,7 +108,7 @@ def _call_sink(client: aioredis.Redis) -> CallSink:
 
 def _debit_port(client: aioredis.Redis) -> DebitPort:
     """The production debit port (one RPUSH per charged call); needs Django set up first."""
-    from apps.billing.gateway import LedgerDebit
+    from apps.billing.debit_queue import LedgerDebit
 
     return LedgerDebit(client)
 

@@ -21,8 +21,8 @@ from django.db import connections
 from django_tenants.utils import schema_context
 
 from aisaas.asgi import application
+from apps.agents.chat.services import conversation_create
 from apps.agents.models import Conversation, Message
-from apps.agents.services import conversation_create
 from apps.traces.models import LlmCallLog
 from apps.traces.services import call_records_flush
 from apps.workspaces.models import User, Workspace

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from django_tenants.utils import schema_context
 
+from apps.agents.chat.rendering import render_markdown
+from apps.agents.chat.services import conversation_create
 from apps.agents.models import Conversation, Message
-from apps.agents.rendering import render_markdown
-from apps.agents.services import conversation_create
 from apps.workspaces.models import User, Workspace
 from tests.conftest import host_client
 from tests.gateway_support import redis_client

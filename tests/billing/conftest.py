@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection
 
 from aisaas.devstack.stripe_fake import StripeFakeServer
-from apps.billing.gateway import DEAD_LETTER_KEY, PROCESSING_KEY, QUEUE_KEY
+from apps.billing.debit_queue import DEAD_LETTER_KEY, PROCESSING_KEY, QUEUE_KEY
 from apps.billing.ledger import balance_get, ledger_post
 from apps.workspaces.models import User, Workspace
 from apps.workspaces.services import workspace_create

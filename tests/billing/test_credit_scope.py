@@ -15,13 +15,14 @@ import redis
 from django.conf import settings
 from django.test import override_settings
 
-from apps.billing.gateway import PROCESSING_KEY, QUEUE_KEY, LedgerDebit, call_debits_post
+from apps.billing.debit_queue import PROCESSING_KEY, QUEUE_KEY, LedgerDebit, call_debits_post
 from apps.billing.ledger import balance_get
 from apps.billing.models import LedgerEntry
 from apps.llm.adapters import run_sync
 from apps.llm.config import call_scope_for
-from apps.llm.core.budget import BALANCE_POSTED, BudgetStore, Scope, balance_key
+from apps.llm.core.budget import BudgetStore, Scope
 from apps.llm.core.context import Actor, CallRecord
+from apps.llm.core.credit_hash import BALANCE_POSTED, balance_key
 from apps.llm.core.errors import BudgetExceededError
 from apps.llm.core.redis_batching import BatchingRedis
 from apps.llm.core.types import ChatResponse

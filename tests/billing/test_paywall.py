@@ -10,8 +10,8 @@ import httpx2 as httpx
 import pytest
 from django_tenants.utils import schema_context
 
-from apps.agents.consumers import OUT_OF_CREDITS, _refusal
-from apps.agents.services import conversation_create
+from apps.agents.chat.answer import OUT_OF_CREDITS, refusal_text
+from apps.agents.chat.services import conversation_create
 from apps.billing.ledger import ledger_post
 from apps.llm.core.errors import BudgetExceededError, Denial
 from apps.workspaces.models import Membership, Role, User, Workspace
@@ -154,7 +154,7 @@ def test_the_chat_socket_says_out_of_credits() -> None:
         requested=16_000,
         unit="micro-dollars",
     )
-    assert _refusal(BudgetExceededError(denial)) == OUT_OF_CREDITS
+    assert refusal_text(BudgetExceededError(denial)) == OUT_OF_CREDITS
     assert "/billing/" in OUT_OF_CREDITS
 
 

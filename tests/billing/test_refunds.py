@@ -18,7 +18,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from aisaas.devstack.stripe_fake import StripeFakeServer
-from apps.agents.services import conversation_create
+from apps.agents.chat.services import conversation_create
 from apps.billing.checkout import checkout_topup_start
 from apps.billing.finance import finance_overview, ledger_export_rows
 from apps.billing.ledger import balance_get, ledger_post

@@ -42,13 +42,13 @@ def post_debits_then_die(where: str, lease: int) -> None:
     """Run the debit worker and SIGKILL this process at `where`: "before_commit" (just before a
     debit is posted) or "before_ack" (its debit committed, not yet acknowledged)."""
     _django()
-    from apps.billing import gateway
+    from apps.billing import debit_queue
 
     def die(*args: Any, **kwargs: Any) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     if where == "before_commit":
-        gateway.ledger_post = die  # type: ignore[assignment]
+        debit_queue.ledger_post = die  # type: ignore[assignment]
     else:
-        gateway._acknowledge = die
-    gateway.call_debits_post(lease=lease)
+        debit_queue._acknowledge = die
+    debit_queue.call_debits_post(lease=lease)

@@ -27,7 +27,7 @@ from django_tenants.utils import schema_context
 from playwright.sync_api import Locator, Page, expect
 
 from aisaas.devstack.stripe_fake import StripeFakeServer
-from apps.agents.consumers import OUT_OF_CREDITS
+from apps.agents.chat.answer import OUT_OF_CREDITS
 from apps.agents.models import Conversation
 from apps.billing.ledger import balance_get, credits, credits_grant, credits_take, ledger_post
 from apps.billing.models import (

@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from apps.evals.runner import eval_workspace
 from apps.llm.prompts import DEFAULT_ROOT, PromptLibrary, clear_caches
-from apps.workspaces.models import Plan, Workspace
+from apps.workspaces.models import PlanCode, Workspace
 from tests.gateway_support import forget_redis_keys
 
 V1 = """---
@@ -85,6 +85,6 @@ def eval_ws(db: None, settings) -> Iterator[Workspace]:
     meet the day budgets other tests spent; its Redis counters are deleted afterwards."""
     settings.EVALS_WORKSPACE = f"evals-{uuid.uuid4().hex[:8]}"
     workspace = eval_workspace()
-    assert workspace.plan == Plan.ENTERPRISE
+    assert workspace.plan == PlanCode.ENTERPRISE
     yield workspace
     forget_redis_keys(f"*{workspace.schema_name}*")

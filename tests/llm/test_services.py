@@ -17,7 +17,7 @@ from apps.llm.services import llm_budget_usage, llm_chat
 from apps.traces.models import LlmCallLog, LlmTrace
 from apps.traces.services import call_records_flush
 from apps.workspaces.ai import ai_settings_get
-from apps.workspaces.models import Plan, User, Workspace
+from apps.workspaces.models import PlanCode, User, Workspace
 from apps.workspaces.services import workspace_create
 from tests.fakes import FakeAnthropicServer, FakeOpenAIServer
 from tests.gateway_support import ask, forget_redis_keys, gateway_settings, unique, user_actor
@@ -246,7 +246,7 @@ def test_limits_come_from_the_plan_unless_the_ai_settings_override_them(
     assert limits() == {"workspace_day_tokens": 50_000, "user_day_requests": 500}
 
     # when acme moves to pro
-    acme.plan = Plan.PRO
+    acme.plan = PlanCode.PRO
     acme.save()
 
     # then the pro defaults apply

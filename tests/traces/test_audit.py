@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group
 
+from apps.console.replay import platform_workspace
 from apps.traces.models import LlmTrace, LlmTraceRaw, TraceAccess
-from apps.traces.replay import platform_workspace
 from apps.workspaces.models import User, Workspace
 from tests.gateway_support import forget_redis_keys, gateway_settings, unique
 from tests.traces.admin_support import (

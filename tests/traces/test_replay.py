@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from apps.console.replay import answer_diff, platform_workspace
 from apps.llm.prompts import clear_caches
 from apps.traces.models import LlmCallLog, LlmTrace, LlmTraceRaw, TraceAccess
-from apps.traces.replay import answer_diff, platform_workspace
 from apps.traces.services import call_records_flush
 from apps.workspaces.ai import ai_settings_get
-from apps.workspaces.models import Plan, User, Workspace
+from apps.workspaces.models import PlanCode, User, Workspace
 from tests.fakes import FakeAnthropicServer
 from tests.fakes.script import Fault
 from tests.gateway_support import ask, forget_redis_keys, gateway_settings, unique
@@ -56,7 +56,7 @@ def _new_trace_id(trace: LlmTrace) -> str:
 
 
 def test_the_platform_workspace_is_a_system_workspace_made_once(platform: Workspace) -> None:
-    assert platform.plan == Plan.ENTERPRISE
+    assert platform.plan == PlanCode.ENTERPRISE
     assert platform_workspace() == platform
     assert not platform.memberships.exclude(user__email="system@system.invalid").exists()
 

@@ -120,17 +120,29 @@ def test_raw_goes_after_7_days_the_masked_copy_after_30_the_call_log_stays(
 
     # when retention runs 6 days later, then nothing is due
     counts = counts_of(apply_at(T0 + timedelta(days=6, hours=23)), acme)
-    assert (counts.raw_deleted, counts.traces_deleted, counts.candidates_deleted) == (0, 0, 0)
+    assert (counts.raw_deleted, counts.traces_deleted, counts.copies_deleted["candidates"]) == (
+        0,
+        0,
+        0,
+    )
     assert rows(acme) == {"calls": 1, "traces": 1, "raw": 1, "candidates": 1}
 
     # when it runs after 7 days, then the raw copy is gone
     counts = counts_of(apply_at(T0 + timedelta(days=7, minutes=1)), acme)
-    assert (counts.raw_deleted, counts.traces_deleted, counts.candidates_deleted) == (1, 0, 0)
+    assert (counts.raw_deleted, counts.traces_deleted, counts.copies_deleted["candidates"]) == (
+        1,
+        0,
+        0,
+    )
     assert rows(acme) == {"calls": 1, "traces": 1, "raw": 0, "candidates": 1}
 
     # when it runs after 30 days, then the masked trace and the candidate are gone too
     counts = counts_of(apply_at(T0 + timedelta(days=30, minutes=1)), acme)
-    assert (counts.raw_deleted, counts.traces_deleted, counts.candidates_deleted) == (0, 1, 1)
+    assert (counts.raw_deleted, counts.traces_deleted, counts.copies_deleted["candidates"]) == (
+        0,
+        1,
+        1,
+    )
     assert rows(acme) == {"calls": 1, "traces": 0, "raw": 0, "candidates": 0}
     # and the call log keeps its metadata and cost
     assert LlmCallLog.objects.get(workspace=acme).cost_micros == 1234
@@ -141,7 +153,11 @@ def test_a_trace_past_both_tiers_is_counted_once_and_takes_its_raw_copy(acme: Wo
 
     counts = counts_of(apply_at(T0 + timedelta(days=40)), acme)
 
-    assert (counts.raw_deleted, counts.traces_deleted, counts.candidates_deleted) == (0, 1, 1)
+    assert (counts.raw_deleted, counts.traces_deleted, counts.copies_deleted["candidates"]) == (
+        0,
+        1,
+        1,
+    )
     assert rows(acme) == {"calls": 1, "traces": 0, "raw": 0, "candidates": 0}
 
 
@@ -182,7 +198,7 @@ def test_legal_hold_suspends_everything_and_only_for_its_workspace(
     # then acme keeps everything, globex's content goes
     held = counts_of(results, acme)
     assert held.legal_hold is True
-    assert (held.raw_deleted, held.traces_deleted, held.candidates_deleted) == (0, 0, 0)
+    assert (held.raw_deleted, held.traces_deleted, held.copies_deleted["candidates"]) == (0, 0, 0)
     assert rows(acme) == {"calls": 1, "traces": 1, "raw": 1, "candidates": 1}
     assert rows(globex) == {"calls": 1, "traces": 0, "raw": 0, "candidates": 0}
 
@@ -195,7 +211,11 @@ def test_other_workspaces_recent_content_is_untouched(acme: Workspace, globex: W
 
     assert counts_of(results, acme).traces_deleted == 1
     theirs = counts_of(results, globex)
-    assert (theirs.raw_deleted, theirs.traces_deleted, theirs.candidates_deleted) == (0, 0, 0)
+    assert (theirs.raw_deleted, theirs.traces_deleted, theirs.copies_deleted["candidates"]) == (
+        0,
+        0,
+        0,
+    )
     assert rows(globex) == {"calls": 1, "traces": 1, "raw": 1, "candidates": 1}
 
 
@@ -218,7 +238,7 @@ def test_a_dry_run_counts_and_deletes_nothing(acme: Workspace) -> None:
         dry = counts_of(all_workspaces_retention_apply(dry_run=True), acme)
         real = counts_of(all_workspaces_retention_apply(), acme)
 
-    assert (dry.raw_deleted, dry.traces_deleted, dry.candidates_deleted) == (1, 1, 1)
+    assert (dry.raw_deleted, dry.traces_deleted, dry.copies_deleted["candidates"]) == (1, 1, 1)
     assert dry == real
 
 

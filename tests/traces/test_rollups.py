@@ -16,8 +16,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django_tenants.utils import schema_context
 
+from apps.agents.chat.services import conversation_create, feedback_set
 from apps.agents.models import Message
-from apps.agents.services import conversation_create, feedback_set
 from apps.traces.models import (
     LATENCY_BOUNDS_MS,
     LATENCY_BUCKETS,

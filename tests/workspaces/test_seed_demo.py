@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from apps.billing.models import LedgerEntry, Outcome, OutcomeStatus
-from apps.workspaces.management.commands.seed_demo import DEMO_PASSWORD
+from apps.console.management.commands.seed_demo import DEMO_PASSWORD
 from apps.workspaces.models import Membership, User, Workspace
 
 pytestmark = pytest.mark.django_db

@@ -7,11 +7,8 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from apps.llm.core.context import CallScope
-from apps.llm.core.errors import GatewayError
-from apps.llm.core.types import ChatResponse
 from apps.llm.prompts import PromptLibrary, PromptVersion
-from apps.llm.services import allm_chat
+from apps.llm.services import CallScope, ChatResponse, GatewayError, allm_chat
 
 from ..dataset import EvalExample
 from ..scorers import CheckResult, score_example, summarise

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from apps.llm.core.context import CallScope
-from apps.llm.core.errors import GatewayError
-from apps.llm.core.types import ChatRequest, EmbedRequest, Message
 from apps.llm.prompts import PromptLibrary, RenderedPrompt
-from apps.llm.services import allm_chat, allm_embed
+from apps.llm.services import (
+    CallScope,
+    ChatRequest,
+    EmbedRequest,
+    GatewayError,
+    Message,
+    allm_chat,
+    allm_embed,
+)
 
 from ..scorers import Judgement, Vectors, parse_judgement
 

@@ -7,10 +7,8 @@ import uuid
 from django.conf import settings
 from django.utils import timezone
 
-from apps.llm.adapters import run_sync
-from apps.llm.config import call_scope_for
-from apps.llm.core.context import Actor
 from apps.llm.prompts import PromptLibrary
+from apps.llm.services import Actor, call_scope_for, run_sync
 from apps.traces.services import call_records_flush
 from apps.workspaces.models import Workspace
 from apps.workspaces.selectors import workspace_by_slug

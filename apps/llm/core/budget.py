@@ -15,9 +15,8 @@ A *balance* scope (the credit balance: `Scope.seq` set) has no fixed limit. Its 
 entry `seq`; `pending` is what settled calls cost that the ledger has not debited yet, one
 `p:<id>` field per call. A reservation passes when pending + reserved + amount <= limit. The
 caller's own read of the ledger (limit, seq) replaces the stored one only when it is newer, so
-top-ups and grants count at the next call. Once a debit commits, `BALANCE_POSTED` moves the
-call's amount out of pending and sets the balance it produced, in one step and at most once per
-call: a late or repeated acknowledgement can make a cost count twice for a moment, never zero
+top-ups and grants count at the next call. Once a debit commits, the ledger side moves the
+call's amount out of pending through `CreditHash.posted` (credit_hash.py), at most once per call: a late or repeated acknowledgement can make a cost count twice for a moment, never zero
 times. The hash never expires while anything is pending.
 """
 
@@ -106,29 +105,6 @@ end
 redis.call('DEL', KEYS[n + 1])
 redis.call('ZREM', KEYS[n + 2], KEYS[n + 1])
 return 1
-"""
-
-# A debit committed: the ledger balance is ARGV[1] as of entry ARGV[2]. Take the call's pending
-# amount out (once: the field goes with it) and keep the newer balance. A hash that is gone
-# pends nothing; the next reservation starts it from the ledger.
-BALANCE_POSTED = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
-end
-local seq = tonumber(ARGV[2])
-if tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1') < seq then
-  redis.call('HSET', KEYS[1], 'limit', tonumber(ARGV[1]), 'seq', seq)
-end
-local field = 'p:' .. ARGV[3]
-local amount = redis.call('HGET', KEYS[1], field)
-if amount then
-  redis.call('HDEL', KEYS[1], field)
-  if redis.call('HINCRBY', KEYS[1], 'pending', -tonumber(amount)) <= 0 then
-    redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-  end
-  return 1
-end
-return 0
 """
 
 _JANITOR = """
@@ -298,11 +274,6 @@ class BudgetStore:
     async def open_reservations(self) -> int:
         """How many reservations are outstanding (tests and the budget CLI)."""
         return int(await self.client.zcard(self.expiry_key))
-
-
-def balance_key(schema: str) -> str:
-    """The credit balance scope's hash of a workspace."""
-    return f"{schema}:credits"
 
 
 def _limit(scope: Scope, row: Sequence[bytes | None]) -> int:

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .budget import Scope, balance_key
+from .budget import Scope
+from .credit_hash import balance_key
 from .errors import CREDIT_BALANCE
 from .providers.base import Provider
 from .routing import RoutingTable

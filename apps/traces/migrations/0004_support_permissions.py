@@ -1,5 +1,5 @@
 """Model view permissions for the staff groups: `support` views traces and the call log,
-`finance` the call log only. The admin checks the groups themselves (apps/traces/permissions.py);
+`finance` the call log only. The admin checks the groups themselves (apps/console/permissions.py);
 these permissions keep Django's own views of the groups truthful."""
 
 from django.contrib.auth.management import create_permissions

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.billing.gateway import credit_status
+from apps.billing.debit_queue import credit_status
 from apps.billing.ledger import (
     GRANT_REASONS,
     Posting,

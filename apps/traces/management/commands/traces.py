@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from apps.traces.ports import masked_copies
 from apps.traces.retention import all_workspaces_retention_apply
 
 
@@ -40,8 +41,12 @@ class Command(BaseCommand):
             if c.legal_hold:
                 self.stdout.write(f"{c.workspace:<24} {c.plan:<10} legal hold: skipped")
                 continue
+            copies = "".join(
+                f", {c.copies_deleted.get(copy.name, 0):>6,} {copy.label}"
+                for copy in masked_copies()
+            )
             self.stdout.write(
                 f"{c.workspace:<24} {c.plan:<10} {verb} {c.raw_deleted:>8,} raw "
-                f"(>{c.raw_days}d), {c.traces_deleted:>8,} masked traces and "
-                f"{c.candidates_deleted:>6,} eval candidates (>{c.masked_days}d)"
+                f"(>{c.raw_days}d), {c.traces_deleted:>8,} masked traces{copies} "
+                f"(>{c.masked_days}d)"
             )

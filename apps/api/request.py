@@ -1,0 +1,92 @@
+"""One /v1 API request as the endpoints see it: headers, body (size-capped), id, clock, path
+parameters, and the way the answer goes back."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.conf import settings
+
+from apps.llm.services import ProviderClock
+
+from . import wire
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class Request:
+    """One API request: its headers, body, id and clock."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send):
+        self.scope, self.receive, self._send = scope, receive, send
+        self.started = time.perf_counter()
+        self.headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in scope["headers"]}
+        given = self.headers.get("x-request-id", "")
+        self.id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        self.clock = ProviderClock()
+        self.created = int(time.time())
+        self.path_params: dict[str, str] = {}  # set by the router
+
+    def overhead_ms(self) -> str:
+        return f"{(time.perf_counter() - self.started) * 1000 - self.clock.ms:.3f}"
+
+    async def body(self) -> bytes:
+        limit = settings.API_MAX_BODY_BYTES
+        chunks, size = [], 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise wire.ApiError(
+                    413, f"The request body is larger than {limit} bytes.", code="request_too_large"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def start(
+        self, status: int, content_type: str, extra: dict[str, str] | None = None
+    ) -> None:
+        headers = {
+            "content-type": content_type,
+            "x-request-id": self.id,
+            "x-aisaas-overhead-ms": self.overhead_ms(),
+            "cache-control": "no-store",
+            **(extra or {}),
+        }
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.encode(), v.encode("latin1")) for k, v in headers.items()],
+            }
+        )
+
+    async def write(self, body: bytes, *, more: bool) -> None:
+        await self._send({"type": "http.response.body", "body": body, "more_body": more})
+
+    async def json(
+        self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None
+    ) -> None:
+        body = json.dumps(payload).encode()
+        await self.start(status, "application/json", extra)
+        await self.write(body, more=False)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was read."""
+
+
+Route = Callable[[Request], Awaitable[None]]

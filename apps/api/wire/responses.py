@@ -1,0 +1,142 @@
+"""The gateway's replies → OpenAI's shapes: completions, stream chunks, embeddings, models."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from apps.llm.services import ChatResponse, EmbedResponse, ToolCall, Usage
+
+_FINISH = {"cancelled": "stop", "truncated": "length", "error": "stop"}
+
+
+def usage(u: Usage) -> dict[str, Any]:
+    prompt = u.input_tokens + u.cache_read_tokens + u.cache_write_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": prompt + u.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens},
+    }
+
+
+def tool_call(call: ToolCall, index: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+    }
+    if index is not None:
+        out["index"] = index
+    return out
+
+
+def extension(reply: ChatResponse) -> dict[str, Any]:
+    """What the gateway adds to OpenAI's shape (clients ignore unknown fields)."""
+    return {
+        "provider": reply.provider,
+        "model": reply.model,
+        "offline": reply.offline,
+        "cached": reply.cached,
+        "fallback_used": reply.fallback_used,
+        "cost_micros": reply.cost_micros,
+        "trace_id": reply.trace_id,
+    }
+
+
+def completion(reply: ChatResponse, *, created: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text or None, "refusal": None}
+    if reply.tool_calls:
+        message["tool_calls"] = [tool_call(c) for c in reply.tool_calls]
+    return {
+        "id": f"chatcmpl-{reply.request_id}",
+        "object": "chat.completion",
+        "created": created,
+        "model": reply.alias,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": _FINISH.get(reply.finish_reason, reply.finish_reason),
+                "logprobs": None,
+            }
+        ],
+        "usage": usage(reply.usage),
+        "system_fingerprint": None,
+        "aisaas": extension(reply),
+    }
+
+
+@dataclass
+class Chunks:
+    """Builds one stream's `chat.completion.chunk` objects."""
+
+    request_id: str
+    alias: str
+    created: int
+    tool_calls: int = 0
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-{self.request_id}",
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.alias,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+
+    def role(self) -> dict[str, Any]:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def token(self, text: str) -> dict[str, Any]:
+        return self._chunk({"content": text})
+
+    def tool_use(self, call: ToolCall) -> dict[str, Any]:
+        chunk = self._chunk({"tool_calls": [tool_call(call, self.tool_calls)]})
+        self.tool_calls += 1
+        return chunk
+
+    def finish(self, reason: str) -> dict[str, Any]:
+        return self._chunk({}, _FINISH.get(reason, reason))
+
+    def usage(self, reply: ChatResponse | None, u: Usage) -> dict[str, Any]:
+        chunk = self._chunk({})
+        chunk["choices"] = []
+        chunk["usage"] = usage(u)
+        if reply is not None:
+            chunk["aisaas"] = extension(reply)
+        return chunk
+
+
+def embeddings(reply: EmbedResponse, *, alias: str, encoding: str) -> dict[str, Any]:
+    def encode(vector: tuple[float, ...]) -> list[float] | str:
+        if encoding == "base64":
+            return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        return list(vector)
+
+    tokens = reply.usage.input_tokens
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": encode(v)}
+            for i, v in enumerate(reply.vectors)
+        ],
+        "model": alias,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        "aisaas": {
+            "provider": reply.provider,
+            "model": reply.model,
+            "cost_micros": reply.cost_micros,
+            "trace_id": reply.trace_id,
+        },
+    }
+
+
+def models(aliases: list[str]) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [{"id": a, "object": "model", "created": 0, "owned_by": "aisaas"} for a in aliases],
+    }
