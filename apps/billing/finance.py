@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db.models import Q, Sum
-from django_tenants.utils import get_public_schema_name
 
 from apps.workspaces.models import Workspace
 
@@ -114,9 +113,7 @@ def finance_overview(*, start: datetime, end: datetime) -> FinanceOverview:
     balances = dict(CreditBalance.objects.values_list("workspace_id", "balance_micros"))
     rows = []
     for workspace_id, slug, name in (
-        Workspace.objects.exclude(schema_name=get_public_schema_name())
-        .values_list("id", "slug", "name")
-        .order_by("slug")
+        Workspace.objects.tenants().values_list("id", "slug", "name").order_by("slug")
     ):
         granted, debited, revenue, cost = sums.get(workspace_id, (0, 0, 0, 0))
         rows.append(

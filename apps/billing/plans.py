@@ -85,7 +85,7 @@ def all_workspaces_grant_monthly(*, now: datetime | None = None) -> GrantReport:
         Subscription.objects.filter(status__in=SUBSCRIBED).values_list("workspace_id", flat=True)
     )
     granted = already = subscribed = nothing = 0
-    for workspace in Workspace.objects.exclude(schema_name="public").order_by("pk").iterator():
+    for workspace in Workspace.objects.tenants().order_by("pk").iterator():
         if workspace.pk in subscribed_ids:
             subscribed += 1
             continue

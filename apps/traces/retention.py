@@ -134,7 +134,7 @@ def all_workspaces_retention_apply(
     now = now or timezone.now()
     by_plan, fallback = _plan_days()
     results: list[RetentionCounts] = []
-    for workspace in Workspace.objects.exclude(schema_name="public").order_by("pk"):
+    for workspace in Workspace.objects.tenants().order_by("pk"):
         raw_days, masked_days = by_plan.get(workspace.plan, fallback)
         counts = workspace_retention_apply(
             workspace=workspace,

@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.db import models
 from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
+from django_tenants.utils import get_public_schema_name
 
 from apps.common.models import BaseModel
 
@@ -64,8 +65,17 @@ class PlanCode(models.TextChoices):
     ENTERPRISE = "enterprise", "Enterprise"
 
 
+class WorkspaceQuerySet(models.QuerySet["Workspace"]):
+    def tenants(self) -> WorkspaceQuerySet:
+        """Real workspaces: every row but the public schema's (the platform's own host, which
+        has no workspace content, plan or members)."""
+        return self.exclude(schema_name=get_public_schema_name())
+
+
 class Workspace(TenantMixin, BaseModel):  # type: ignore[django-manager-missing]
     """A tenant: one PostgreSQL schema holds its content; its slug is its host name."""
+
+    objects = WorkspaceQuerySet.as_manager()
 
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=40, unique=True)
@@ -89,7 +99,7 @@ class Workspace(TenantMixin, BaseModel):  # type: ignore[django-manager-missing]
 
     @property
     def is_public(self) -> bool:
-        return bool(self.schema_name == "public")
+        return bool(self.schema_name == get_public_schema_name())
 
     @property
     def url(self) -> str:

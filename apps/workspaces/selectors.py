@@ -10,7 +10,7 @@ from .models import Invitation, Membership, User, Workspace, hash_token
 
 def workspace_by_slug(*, slug: str) -> Workspace | None:
     """The workspace named `slug` (never the public schema's row), or None."""
-    return Workspace.objects.filter(slug=slug).exclude(schema_name="public").first()
+    return Workspace.objects.tenants().filter(slug=slug).first()
 
 
 def workspace_list_for_user(*, user: User) -> QuerySet[Workspace]:

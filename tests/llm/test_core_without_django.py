@@ -135,6 +135,7 @@ def test_the_core_imports_and_answers_with_django_unimportable() -> None:
     assert {
         "apps.llm.core.budget",
         "apps.llm.core.cache",
+        "apps.llm.core.credit_hash",
         "apps.llm.core.gateway",
         "apps.llm.core.pricing",
         "apps.llm.core.providers.anthropic",

@@ -203,7 +203,7 @@ class WorkspaceFilter(InputFilter):
     def build(self, request: HttpRequest) -> Q | None:
         value = self.values["workspace"]
         by = Q(slug=value) | (Q(pk=int(value)) if value.isdigit() else Q())
-        found = Workspace.objects.filter(by).exclude(schema_name="public").first()
+        found = Workspace.objects.tenants().filter(by).first()
         if found is None:
             self.ignore(request, f"there is no workspace “{value}”.")
             return None

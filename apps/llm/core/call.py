@@ -16,6 +16,7 @@ from .tokens import count_tokens
 from .types import (
     ChatRequest,
     ChatResponse,
+    EmbedRequest,
     ProviderResponse,
     ProviderUsageEvent,
     ThinkingEvent,
@@ -41,6 +42,7 @@ class Call:
     scope: CallScope
     request: ChatRequest
     streaming: bool
+    embed: EmbedRequest | None = None  # an embedding call's texts (also in `request.messages`)
     call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     trace_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     request_id: str = ""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any, Self, cast
 
 import hiredis
@@ -34,6 +35,9 @@ from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# redis-py leaves this one untyped: the error class its parsers build for an error reply.
+_parse_error = cast(Callable[[str], Exception], BaseParser.parse_error)
 
 
 class _Wire(asyncio.Protocol):
@@ -57,7 +61,7 @@ class _Wire(asyncio.Protocol):
             if future.done():  # its caller was cancelled
                 continue
             if isinstance(reply, hiredis.ReplyError):
-                future.set_exception(BaseParser.parse_error(str(reply)))
+                future.set_exception(_parse_error(str(reply)))
             else:
                 future.set_result(reply)
 
@@ -117,7 +121,9 @@ class BatchingRedis(aioredis.Redis):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         if not self._multiplexed:
-            return await super().execute_command(*args, **options)
+            return await cast(Callable[..., Awaitable[Any]], super().execute_command)(
+                *args, **options
+            )
         wire = self._wire
         if wire is None or wire.lost:
             wire = await self._connect()

@@ -9,7 +9,7 @@ from dataclasses import replace
 from ..budget import BudgetStore, Scope
 from ..cache import ExactCache, cache_key
 from ..call import Call
-from ..checks import check_chat_request
+from ..checks import check_chat_request, check_embed_request
 from ..context import credit_scope, daily_scopes
 from ..pricing import NominalRate, cost_micros
 from ..safety import injection_signals
@@ -25,6 +25,21 @@ async def resolve_alias(call: Call) -> None:
     call.routes = scope.routing.resolve(call.request.alias, configured=frozenset(scope.providers))
     call.max_tokens = call.request.max_tokens or min(
         scope.limits.max_tokens, call.routes.max_tokens
+    )
+    call.route = call.routes.primary
+
+
+async def validate_embed(call: Call) -> None:
+    assert call.embed is not None
+    call.input_estimate = check_embed_request(call.embed, call.scope.limits)
+
+
+async def resolve_embed_alias(call: Call) -> None:
+    """An embedding alias has one route and no fallback: vectors of two models must never
+    share an index."""
+    scope = call.scope
+    call.routes = scope.routing.resolve(
+        call.request.alias, configured=frozenset(scope.providers), kind="embed"
     )
     call.route = call.routes.primary
 

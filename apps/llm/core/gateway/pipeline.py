@@ -1,4 +1,4 @@
-"""The `Gateway`: its ports, the pipeline as two lists of stages, and the entry points that run
+"""The `Gateway`: its ports, the pipeline as lists of stages, and the entry points that run
 them. Each entry point runs the after-call stages on every way out — success, error,
 cancellation — so no reservation outlives its call and every call leaves exactly one record."""
 
@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from ..budget import BudgetStore
 from ..cache import ExactCache
 from ..call import Call, ProviderClock
-from ..checks import check_embed_request
 from ..context import CallScope, CallSink, DebitPort, NoDebit
 from ..errors import GatewayError
 from ..pricing import NominalRate
@@ -32,9 +31,11 @@ from .attempts import Attempts
 from .before import (
     Admission,
     resolve_alias,
+    resolve_embed_alias,
     safety_precheck,
     use_cache_hit,
     validate,
+    validate_embed,
     worst_charge,
 )
 from .stages import Stage, Together
@@ -77,13 +78,20 @@ class Gateway:
         settlement = Settlement(
             budget=budget, cache=cache, debit=self.debit, sink=sink, nominal=nominal
         )
-        # The pipeline, in order. Read these two lists to know what a call does.
+        # The pipeline, in order. Read these lists to know what a call does.
         self.before_call: tuple[Stage, ...] = (
             validate,
             resolve_alias,
             safety_precheck,
             Together(self.admission.reserve_budget, self.admission.lookup_exact_cache),
             use_cache_hit,
+        )
+        # Embeddings: no safety pre-check (nothing is generated) and no exact cache (callers
+        # index vectors once); the same reservation and the same after-call stages.
+        self.before_embed: tuple[Stage, ...] = (
+            validate_embed,
+            resolve_embed_alias,
+            self.admission.reserve_budget,
         )
         self.after_call: tuple[Stage, ...] = (
             settlement.meter_cost,
@@ -148,16 +156,13 @@ class Gateway:
                 metadata={"kind": "embed"},
             ),
             streaming=False,
+            embed=request,
             request_id=scope.request_id or uuid.uuid4().hex,
         )
         vectors: tuple[tuple[float, ...], ...] = ()
         async with self._settling(call):
-            call.input_estimate = check_embed_request(request, scope.limits)
-            call.routes = scope.routing.resolve(
-                request.alias, configured=frozenset(scope.providers), kind="embed"
-            )
-            call.route = call.routes.primary
-            await self.admission.reserve_budget(call)
+            for stage in self.before_embed:
+                await stage(call)
             result = await self.attempts.embed(call, request)
             vectors, call.usage = result.vectors, result.usage
             call.response = ProviderResponse(text="", usage=result.usage, model=result.model)
