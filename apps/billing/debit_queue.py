@@ -7,21 +7,20 @@ from reserved to pending in the credit balance scope) and the call record; with 
 client the three share one round trip, so a call still costs two. No database on the hot path.
 
 Off it, `call_debits_post` (beat, every 2 s) posts each queued debit with `ledger_post`, key
-`call:<call id>`, then acknowledges it. An item is never popped: it is claimed into a processing
-set with a lease and leaves it only once its debit committed and the credit hash took the call
-out of pending. A worker killed anywhere leaves the item to be claimed again when the lease ends:
+`call:<call id>`, then acknowledges it. The queue is a leased outbox (apps/common/outbox.py):
+an item is claimed with a lease and leaves only once its debit committed and the credit hash
+took the call out of pending. A worker killed anywhere leaves the item to be claimed again when
+the lease ends:
 - killed before the debit committed → it is posted on the retry (no lost debit);
 - killed after → `ledger_post` finds the key and writes nothing, and pending drops once (its
   `p:<call id>` field goes with the amount) — no double debit, pending reconciled.
-Why not debit from the call-record flush: it pops records before storing them, so a worker
-killed mid-batch loses them (tolerable for traces, not for money), and billing should not wait
-on trace storage.
+Why not debit from the call-record flush: money must not wait on trace storage (a batch of
+records the database refuses, masking, rollups), and each queue acknowledges its own effect.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ import structlog
 from django.conf import settings
 from django.db import IntegrityError
 
+from apps.common.outbox import LeasedOutbox
 from apps.llm.services import CallRecord, CreditHash, credit_charge
 
 from .ledger import Posting, balance_get, ledger_post
@@ -40,29 +40,10 @@ log = structlog.get_logger(__name__)
 
 # Platform-wide queues: they cross workspaces by design (every item names its workspace).
 QUEUE_KEY = "all_workspaces:billing:call_debits"
-PROCESSING_KEY = "all_workspaces:billing:call_debits:processing"  # sorted set: lease deadline
+PROCESSING_KEY = LeasedOutbox.processing_key_for(QUEUE_KEY)  # claimed debits, by lease deadline
 DEAD_LETTER_KEY = "all_workspaces:billing:call_debits:unreadable"
 LEASE_SECONDS = 60
 BALANCE_TTL = 86400  # an idle credit hash expires once nothing is pending
-
-# Claim up to ARGV[3] items: first those whose lease ended (a worker died holding them), then
-# fresh ones; every claimed item gets the lease deadline ARGV[2].
-_CLAIM = """
-local items = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-local want = tonumber(ARGV[3]) - #items
-if want > 0 then
-  local fresh = redis.call('LPOP', KEYS[1], want)
-  if fresh then
-    for _, item in ipairs(fresh) do
-      table.insert(items, item)
-    end
-  end
-end
-for _, item in ipairs(items) do
-  redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), item)
-end
-return items
-"""
 
 
 class LedgerDebit:
@@ -140,6 +121,10 @@ def _sync_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
+def _outbox(client: redis.Redis, lease: float = LEASE_SECONDS) -> LeasedOutbox:
+    return LeasedOutbox(client, QUEUE_KEY, dead_letter_key=DEAD_LETTER_KEY, lease_seconds=lease)
+
+
 def call_debits_post(
     *, batch: int = 200, client: redis.Redis | None = None, lease: int = LEASE_SECONDS
 ) -> int:
@@ -149,24 +134,21 @@ def call_debits_post(
     only after it committed. Raises when the database fails: the claimed items stay leased and
     are claimed again once the lease ends.
     """
-    client = client or _sync_client()
-    claim = client.register_script(_CLAIM)
+    outbox = _outbox(client or _sync_client(), lease)
     posted = 0
     while True:
-        now = time.time()
-        items: list[bytes] = claim(keys=[QUEUE_KEY, PROCESSING_KEY], args=[now, now + lease, batch])
+        items = outbox.claim(batch)
         for item in items:
-            posted += _post(client, item)
+            posted += _post(outbox, item)
         if len(items) < batch:
             return posted
 
 
-def _post(client: redis.Redis, item: bytes) -> int:
+def _post(outbox: LeasedOutbox, item: bytes) -> int:
     try:
         debit = CallDebit.decode(item)
     except (ValueError, KeyError, TypeError) as exc:
-        client.rpush(DEAD_LETTER_KEY, item)
-        client.zrem(PROCESSING_KEY, item)
+        outbox.dead_letter([item])
         log.error("call_debits.unreadable", error=str(exc), key=DEAD_LETTER_KEY)
         return 0
     try:
@@ -180,10 +162,10 @@ def _post(client: redis.Redis, item: bytes) -> int:
     except IntegrityError:
         # The workspace was deleted since the call: there is no ledger left to debit.
         log.warning("call_debits.workspace_gone", workspace_id=debit.workspace_id)
-        client.zrem(PROCESSING_KEY, item)
+        outbox.ack([item])
         return 0
-    _acknowledge(client, debit, posting)
-    client.zrem(PROCESSING_KEY, item)
+    _acknowledge(outbox.client, debit, posting)
+    outbox.ack([item])
     return int(posting.created)
 
 

@@ -22,6 +22,7 @@ import structlog
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 
+from apps.common.outbox import LeasedOutbox
 from apps.llm.services import CallRecord
 from apps.workspaces.models import Workspace
 
@@ -36,6 +37,8 @@ log = structlog.get_logger(__name__)
 QUEUE_KEY = "all_workspaces:llm:call_records"
 # Records that could not be read (a bug or a version mismatch): kept for a person to look at.
 DEAD_LETTER_KEY = "all_workspaces:llm:call_records:unreadable"
+PROCESSING_KEY = LeasedOutbox.processing_key_for(QUEUE_KEY)  # claimed records, by lease deadline
+LEASE_SECONDS = 60  # a batch claimed by a worker that died is claimed again after this
 
 
 class RedisCallSink:
@@ -122,18 +125,26 @@ def _rows(data: dict[str, Any]) -> tuple[LlmCallLog, LlmTrace]:
     return call, masked
 
 
+def _outbox(client: redis.Redis) -> LeasedOutbox:
+    return LeasedOutbox(
+        client, QUEUE_KEY, dead_letter_key=DEAD_LETTER_KEY, lease_seconds=LEASE_SECONDS
+    )
+
+
 def call_records_flush(*, batch: int = 500, client: redis.Redis | None = None) -> int:
     """Move queued call records into llm_call_log / llm_trace; return how many were stored.
 
-    Each batch is one transaction; a record already stored (same call_id, in the table or twice
-    in the batch) is skipped, so a batch replayed after a crash stores nothing twice. A record
-    that cannot be read goes to a dead-letter list instead of blocking the queue forever; one
-    whose workspace was deleted meanwhile is dropped.
+    The queue is a leased outbox (apps/common/outbox.py): a batch is claimed, stored in one
+    transaction and acknowledged after the commit, so a worker killed mid-batch loses nothing
+    (the batch is claimed again when its lease ends). A record already stored (same call_id,
+    in the table or twice in the batch) is skipped, so a batch stored twice stores nothing
+    twice. A record that cannot be read goes to a dead-letter list instead of blocking the
+    queue forever; one whose workspace was deleted meanwhile is dropped.
     """
-    client = client or _sync_client()
+    outbox = _outbox(client or _sync_client())
     stored = 0
     while True:
-        raw: list[bytes] = client.lpop(QUEUE_KEY, batch) or []  # type: ignore[assignment]
+        raw = outbox.claim(batch)
         if not raw:
             return stored
         readable: list[bytes] = []
@@ -147,18 +158,18 @@ def call_records_flush(*, batch: int = 500, client: redis.Redis | None = None) -
             else:
                 readable.append(item)
         if unreadable:
-            _dead_letter(client, unreadable)
+            _dead_letter(outbox, unreadable)
             log.error("call_records.unreadable", count=len(unreadable), key=DEAD_LETTER_KEY)
         try:
             stored += _store(pairs)
         except (DataError, IntegrityError):
             # A record the database refuses must not block the queue: store the batch one
             # record at a time and dead-letter those refused.
-            stored += _store_each(client, readable, pairs)
+            stored += _store_each(outbox, readable, pairs)
         except Exception:
-            if readable:
-                client.lpush(QUEUE_KEY, *reversed(readable))  # put them back; the next run retries
+            outbox.release(readable)  # the next run retries them first
             raise
+        outbox.ack(readable)
         if len(raw) < batch:
             return stored
 
@@ -175,7 +186,7 @@ def _storable(value: Any) -> Any:
     return value
 
 
-def _dead_letter(client: redis.Redis, items: list[bytes]) -> None:
+def _dead_letter(outbox: LeasedOutbox, items: list[bytes]) -> None:
     """Keep records for a person to look at, masked: the list has no expiry, so it is long-term
     storage. A JSON record keeps its shape (only its strings are masked); anything else is
     masked as text."""
@@ -186,18 +197,18 @@ def _dead_letter(client: redis.Redis, items: list[bytes]) -> None:
             kept.append(json.dumps(mask_value(json.loads(text))))
         except ValueError:
             kept.append(mask(text))
-    client.rpush(DEAD_LETTER_KEY, *kept)
+    outbox.dead_letter(items, kept=kept)
 
 
 def _store_each(
-    client: redis.Redis, items: list[bytes], pairs: list[tuple[LlmCallLog, LlmTrace]]
+    outbox: LeasedOutbox, items: list[bytes], pairs: list[tuple[LlmCallLog, LlmTrace]]
 ) -> int:
     stored = 0
     for item, pair in zip(items, pairs, strict=True):
         try:
             stored += _store([pair])
         except (DataError, IntegrityError) as exc:
-            _dead_letter(client, [item])
+            _dead_letter(outbox, [item])
             log.error("call_records.refused", error=str(exc), key=DEAD_LETTER_KEY)
     return stored
 
