@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import uuid
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 from django.conf import settings
@@ -83,7 +84,8 @@ def test_a_flush_killed_mid_batch_loses_nothing_and_stores_nothing_twice(
 
     # and once the dead worker's lease ends (its deadline moved to the past), the next flush
     # stores each call exactly once
-    client.zadd(PROCESSING_KEY, dict.fromkeys(client.zrange(PROCESSING_KEY, 0, -1), 0))
+    held = cast(list[bytes], client.zrange(PROCESSING_KEY, 0, -1))
+    client.zadd(PROCESSING_KEY, dict.fromkeys(held, 0))
     added = run_committed(call_records_flush)
     assert added == (0 if where == "before_ack" else 3)
     assert run_committed(stored) == 3

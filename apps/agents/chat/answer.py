@@ -26,6 +26,7 @@ from django.template.loader import render_to_string
 from apps.agents.models import Message
 from apps.common.channels import in_workspace_schema
 from apps.common.errors import ApplicationError
+from apps.common.streams import until_stopped
 from apps.llm.services import (
     CREDIT_BALANCE,
     Actor,
@@ -37,7 +38,6 @@ from apps.llm.services import (
     ErrorEvent,
     GatewayError,
     StatusEvent,
-    StreamEvent,
     ThinkingEvent,
     TokenEvent,
     Usage,
@@ -219,7 +219,7 @@ async def _stream(
     happens)."""
     mid = turn.answer.pk
     try:
-        async for event in _until(stop, llm_stream(scope=turn.scope, request=turn.request)):
+        async for event in until_stopped(stop, llm_stream(scope=turn.scope, request=turn.request)):
             if event is None:  # stopped
                 _stopped(ending, text)
                 return
@@ -255,49 +255,6 @@ async def _stream(
 def _stopped(ending: Ending, text: list[str]) -> None:
     ending.status, ending.error = Message.Status.STOPPED, ""
     ending.usage = Usage(output_tokens=count_tokens("".join(text)))
-
-
-_STOP = object()
-_END = object()
-
-
-async def _until(
-    stop: asyncio.Event, events: AsyncIterator[StreamEvent]
-) -> AsyncIterator[StreamEvent | None]:
-    """`events` until `stop` is set, then one None. The stream runs in its own task, so a stop
-    lands even while the provider is silent; cancelling that task closes the provider's
-    stream (the gateway settles what it produced)."""
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-
-    async def pump() -> None:
-        try:
-            async for event in events:
-                queue.put_nowait(event)
-        except Exception as exc:  # raised again by the reader
-            queue.put_nowait(exc)
-        else:
-            queue.put_nowait(_END)
-
-    async def stopper() -> None:
-        await stop.wait()
-        queue.put_nowait(_STOP)
-
-    tasks = (asyncio.ensure_future(pump()), asyncio.ensure_future(stopper()))
-    try:
-        while True:
-            item = await queue.get()
-            if item is _END:
-                return
-            if item is _STOP:
-                yield None
-                return
-            if isinstance(item, Exception):
-                raise item
-            yield item
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _name(
