@@ -9,6 +9,12 @@ from django.http import HttpRequest
 from .models import Membership, User, Workspace
 
 
+class UserRequest(HttpRequest):
+    """A logged-in user's request (views behind `login_required`)."""
+
+    user: User
+
+
 class HostRequest(HttpRequest):
     """Any request after the middleware: no workspace on public hosts; no membership for an
     anonymous visitor or on public hosts."""

@@ -12,7 +12,8 @@ from apps.common.errors import ApplicationError
 
 from .forms import WorkspaceCreateForm, attach_error
 from .handoff import handoff_token
-from .models import User, Workspace
+from .http import UserRequest
+from .models import Workspace
 from .selectors import invitation_by_token, membership_get, workspace_list_for_user
 from .services import invitation_accept, workspace_create
 
@@ -26,14 +27,14 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def workspace_new(request: HttpRequest) -> HttpResponse:
+def workspace_new(request: UserRequest) -> HttpResponse:
     form = WorkspaceCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             workspace = workspace_create(
                 name=form.cleaned_data["name"],
                 slug=form.cleaned_data["slug"],
-                owner=request.user,  # type: ignore[arg-type]
+                owner=request.user,
             )
         except ApplicationError as exc:
             attach_error(form, exc)
@@ -44,9 +45,9 @@ def workspace_new(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def workspace_open(request: HttpRequest, slug: str) -> HttpResponse:
+def workspace_open(request: UserRequest, slug: str) -> HttpResponse:
     """Send a member to their workspace host, logged in there too."""
-    user: User = request.user  # type: ignore[assignment]
+    user = request.user
     workspace = Workspace.objects.filter(slug=slug).first()
     if workspace is None or membership_get(workspace=workspace, user=user) is None:
         raise Http404("No such workspace.")

@@ -56,8 +56,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         # A closed tab or a lost socket stops the answer, like the stop button; its ending
         # and the conversation's title are still stored.
-        if getattr(self, "stop", None) is not None:
-            self.stop.set()  # type: ignore[union-attr]
+        stop: asyncio.Event | None = getattr(self, "stop", None)  # None: refused at connect
+        if stop is not None:
+            stop.set()
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
