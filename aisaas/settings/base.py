@@ -31,7 +31,7 @@ CSRF_TRUSTED_ORIGINS = [
 EMBEDDED_SERVICES = embedded_services()
 REDIS_URL = redis_url()
 
-# --- apps: DESIGN §3 -----------------------------------------------------------------------
+# --- apps: public schema (SHARED_APPS) and workspace schemas (TENANT_APPS) -------------------
 SHARED_APPS = [
     "django_tenants",
     "daphne",
@@ -115,7 +115,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        # Cache keys start with the schema name (DESIGN §3): no entry crosses workspaces.
+        # Cache keys start with the schema name: no entry crosses workspaces.
         "KEY_FUNCTION": "django_tenants.cache.make_key",
         "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
     }
@@ -290,7 +290,7 @@ CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=40)
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=4 * 1024 * 1024)
 # Limits per plan are data (billing.Plan); a workspace's AI settings may override them.
 
-# --- billing (DESIGN §5) --------------------------------------------------------------------
+# --- billing --------------------------------------------------------------------------------
 # The ledger counts micro-dollars; credits are what people see: 1 credit = CREDIT_MICROS µ$.
 CREDIT_MICROS = env.int("CREDIT_MICROS", default=1_000)
 # Calls on a workspace's own provider key (BYOK) debit no provider cost, only this fee per call.

@@ -1,5 +1,5 @@
 """Agents, conversations and messages: tenant-schema tables, so a workspace's chats live in its
-own schema (DESIGN §3)."""
+own schema (docs/architecture.md, "Tenancy")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stripe Checkout for top-ups and plan subscriptions (DESIGN §5).
+"""Stripe Checkout for top-ups and plan subscriptions.
 
 What a session sells is recorded in our CheckoutSession row before the customer leaves for
 Stripe: the webhook grants what that row says, never what an event's metadata claims.

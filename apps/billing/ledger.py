@@ -1,5 +1,6 @@
-"""The credit ledger (DESIGN §5): every change of a workspace's credit is one append-only row,
-and the workspace's running balance moves in the same transaction, under that balance row's lock.
+"""The credit ledger (docs/architecture.md, "Money"): every change of a workspace's credit is
+one append-only row, and the workspace's running balance moves in the same transaction, under
+that balance row's lock.
 
 - `ledger_post` is the one writer. Its idempotency key is unique: posting the same key again
   creates nothing and returns the first posting (a retried webhook, a replayed call record).

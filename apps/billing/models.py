@@ -1,5 +1,6 @@
-"""Money (DESIGN §5): plans, the append-only credit ledger with a running balance per workspace,
-Stripe's objects as thin rows of our own, usage pushed to Stripe, and outcome billing.
+"""Money (docs/architecture.md, "Money"): plans, the append-only credit ledger with a running
+balance per workspace, Stripe's objects as thin rows of our own, usage pushed to Stripe, and
+outcome billing.
 
 Every amount is an integer number of micro-dollars (1 USD = 1_000_000). Credits are a display
 unit (settings.CREDIT_MICROS, default 1 credit = $0.001 = 1000 micros).
@@ -207,7 +208,7 @@ class OutcomeStatus(models.TextChoices):
 class Outcome(BaseModel):
     """A billable result ("ticket resolved"): pending for a dispute window, then billed.
 
-    Kept in the public schema (not the tenant one DESIGN §3 suggests): the finalise task and
+    Kept in the public schema (not a tenant one, as first planned): the finalise task and
     finance read outcomes across workspaces, like the ledger they end up in."""
 
     workspace = models.ForeignKey(

@@ -1,5 +1,6 @@
-"""Outcome billing (DESIGN §5): a billable result is recorded pending, may be disputed by the
-workspace's owners and admins during a dispute window, and is billed once that window has passed.
+"""Outcome billing (docs/architecture.md, "Money"): a billable result is recorded pending,
+may be disputed by the workspace's owners and admins during a dispute window, and is billed once
+that window has passed.
 
     pending ──dispute──▶ disputed ──upheld──▶ credited (nothing billed)
        │                    └──────rejected──▶ final (billed)

@@ -1,4 +1,4 @@
-"""The one Stripe client of the process, built from settings (DESIGN §5: the raw official SDK).
+"""The one Stripe client of the process, built from settings (the raw official SDK).
 
 STRIPE_API_BASE points it elsewhere than api.stripe.com: the loopback Stripe fake in development
 and tests. A loopback base is reached directly, never through a proxy from the environment.

@@ -1,4 +1,4 @@
-"""Each workspace's daily usage pushed to Stripe as one billing meter event (DESIGN §5).
+"""Each workspace's daily usage pushed to Stripe as one billing meter event.
 
 One UsageReport row per workspace and day, identifier `usage:<workspace id>:<day>`: the row
 records when Stripe accepted it, so a retried push skips it; if we crash between Stripe's answer

@@ -2,7 +2,7 @@
 
 Shared building blocks: BaseModel, ApplicationError, the JSON API error handler,
 health checks, and the migration that creates the `vector` and `pg_trgm` extensions once, in the
-public schema (DESIGN §3: never from a tenant migration).
+public schema (never from a tenant migration).
 """
 
 from django.apps import AppConfig

@@ -61,6 +61,7 @@ from .core.types import (
     Usage,
 )
 from .ports import PlanLimits
+from .structured import parse_response, response_format_for
 
 __all__ = [
     "CREDIT_BALANCE",
@@ -114,6 +115,8 @@ __all__ = [
     "llm_embed",
     "llm_reservations_janitor",
     "llm_stream",
+    "parse_response",
+    "response_format_for",
     "routing_table",
     "run_sync",
 ]

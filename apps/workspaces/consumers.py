@@ -14,7 +14,7 @@ from .selectors import membership_get
 
 
 def workspace_group(workspace: Workspace) -> str:
-    """Channel group of a workspace; starts with the schema name (DESIGN §3)."""
+    """Channel group of a workspace; starts with the schema name."""
     return f"{workspace.schema_name}.workspace"
 
 

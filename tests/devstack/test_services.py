@@ -1,4 +1,4 @@
-"""The embedded service manager against real PostgreSQL and Redis servers (DESIGN §7).
+"""The embedded service manager against real PostgreSQL and Redis servers.
 
 Every test runs its servers in its own temporary data directory on free loopback ports, so it
 never touches the dev (.data/dev) or test (.data/test) servers; fixtures stop what they start.

@@ -1,4 +1,4 @@
-"""Stripe webhooks (DESIGN §5): verified on the raw body, applied once per event id.
+"""Stripe webhooks: verified on the raw body, applied once per event id.
 
 - The signature is Stripe's (`Stripe-Signature: t=…,v1=HMAC-SHA256(secret, "t.body")`), checked
   by the SDK with a 300 s tolerance before anything is parsed; a bad one changes nothing.

@@ -1,4 +1,6 @@
-"""Create the `vector` and `pg_trgm` extensions once, in the public schema (DESIGN §3).
+"""Create the `vector` and `pg_trgm` extensions once, in the public schema.
+
+See docs/architecture.md, "Tenancy".
 
 `common` is a shared app, so this runs for the public schema only; tenant search paths include
 public, so every workspace schema sees the types and operators.

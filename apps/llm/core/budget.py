@@ -1,4 +1,4 @@
-"""Atomic budget reservations in Redis (DESIGN §4 step 3, playbook §11).
+"""Atomic budget reservations in Redis (docs/architecture.md, "The gateway").
 
 Before a call, one Lua script checks every scope that applies (workspace tokens per day, user
 requests per day, the credit balance, later agent and run) and reserves the worst case in all of

@@ -1,4 +1,4 @@
-"""Idempotency / exact cache (DESIGN §4 step 4).
+"""Idempotency / exact cache (docs/architecture.md, "The gateway").
 
 The key hashes the schema name with the resolved model and everything that shapes the answer
 (messages, tools, response schema, parameters), so an entry can never serve another workspace:
@@ -22,7 +22,7 @@ DAY = 86400
 def cache_key(
     *, schema: str, provider: str, model: str, request: ChatRequest, max_tokens: int
 ) -> str:
-    """Stable key for the exact cache: schema first (DESIGN §3), then a hash of the request."""
+    """Stable key for the exact cache: schema first, then a hash of the request."""
     shaping = {
         "provider": provider,
         "model": model,

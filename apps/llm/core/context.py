@@ -17,7 +17,7 @@ from .types import ActorType
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """The polymorphic "who" of a call (DESIGN §6): a user, an agent, the system or an API key."""
+    """The polymorphic "who" of a call: a user, an agent, the system or an API key."""
 
     type: ActorType
     id: str

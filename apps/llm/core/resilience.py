@@ -1,4 +1,4 @@
-"""Retry, fallback and circuit breaking (DESIGN §4 step 6).
+"""Retry, fallback and circuit breaking (docs/architecture.md, "The gateway").
 
 A call tries the primary route, retries it once on a retryable failure, then falls back once to
 the alias's secondary. A provider that keeps failing trips its breaker: for a cool-down its

@@ -95,9 +95,9 @@ class RoutingTable:
     def resolve(self, alias: str, *, configured: Set[str], kind: str = "chat") -> ResolvedRoutes:
         """The routes to try for `alias`, keeping only providers in `configured`.
 
-        With none configured the offline local model answers (DESIGN §4: the default without
-        keys). Embedding aliases never fall back to another model: vectors of two models must
-        never be mixed in one index.
+        With none configured the offline local model answers (the default without keys).
+        Embedding aliases never fall back to another model: vectors of two models must never
+        be mixed in one index.
         """
         spec = self.aliases.get(alias)
         if spec is None:

@@ -1,4 +1,4 @@
-"""Safety pre-check (DESIGN §4 step 2): advisory heuristics for prompt injection.
+"""Safety pre-check: advisory heuristics for prompt injection.
 
 Findings are recorded on the trace so support can see them; they never block a call here.
 Blocking policies and abuse detection arrive with the safety issue.

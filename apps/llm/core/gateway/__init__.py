@@ -1,4 +1,4 @@
-"""The gateway: every model call runs this pipeline (DESIGN §4), in this order.
+"""The gateway: every model call runs this pipeline, in this order.
 
     before the call:  validate → resolve alias → safety pre-check
                       → together: reserve budget, look up the exact cache → use a cache hit
@@ -8,8 +8,8 @@
 The "after" stages run whatever happened — success, error, cancellation — so no reservation
 outlives its call and every call leaves exactly one record. Stages grouped in `Together` don't
 depend on each other and run concurrently; with the batching Redis client their commands share
-one round trip, so a call costs two (DESIGN §4 order is kept: a hit is used only once the
-reservation is granted). Plain Python: no Django here.
+one round trip, so a call costs two (the order still holds: a hit is used only once the
+reservation is granted). Plain Python: no Django here (docs/architecture.md, "The gateway").
 
 Where each part lives:
     pipeline    the `Gateway`: its ports, the two stage lists, the entry points

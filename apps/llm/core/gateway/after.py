@@ -1,5 +1,5 @@
-"""After the call, however it ended (DESIGN §4 steps 7–8): meter its cost, then settle the
-budget reservation, store the answer in the exact cache, debit credits and record the call."""
+"""After the call, however it ended: meter its cost, then settle the budget reservation,
+store the answer in the exact cache, debit credits and record the call."""
 
 from __future__ import annotations
 

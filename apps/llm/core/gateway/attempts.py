@@ -1,6 +1,6 @@
-"""The call itself (DESIGN §4 step 6): the attempt plan — primary, one retry, one fallback —
-run against the providers, with the circuit breaker told of every outcome. The plan and the
-breaker are in `resilience`; this is where they meet a call."""
+"""The call itself: the attempt plan — primary, one retry, one fallback — run against the
+providers, with the circuit breaker told of every outcome. The plan and the breaker are in
+`resilience`; this is where they meet a call."""
 
 from __future__ import annotations
 

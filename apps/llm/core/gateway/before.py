@@ -1,6 +1,6 @@
-"""Before the call (DESIGN §4 steps 1–4): check the request, resolve its alias, look for
-injection attempts, reserve the worst case in every budget scope while looking up the exact
-cache, and use a hit only once the reservation is granted."""
+"""Before the call: check the request, resolve its alias, look for injection attempts,
+reserve the worst case in every budget scope while looking up the exact cache, and use a hit
+only once the reservation is granted."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A streamed call: the same stages as a plain one, with the provider's events passed on as they
 come. The route is chosen before the first event reaches the caller; after it, a failure can no
-longer fall back and ends the stream as truncated (DESIGN §4)."""
+longer fall back and ends the stream as truncated."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ async def stream_events(
             )
             return
         events, state, event = await attempts.open_stream(call)
-        # Committed to this route: from the first event on there is no fallback (DESIGN §4).
+        # Committed to this route: from the first event on there is no fallback.
         while event is not None:
             if isinstance(event, ProviderUsageEvent):
                 state.absorb(event)
@@ -81,7 +81,7 @@ async def stream_events(
         if events is None:
             call.error = exc
             raise
-        # Mid-stream failure: say so, never end cleanly (DESIGN §4).
+        # Mid-stream failure: say so, never end cleanly.
         assert call.route is not None
         call.attempts.append(f"{call.route.provider}/{call.route.model}: {exc.kind} mid-stream")
         call.status, call.error = "truncated", exc
