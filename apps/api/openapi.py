@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from apps.llm.services import routing_table
+
 from . import schemas
 from .schemas.outcomes import MAX_ID
 
@@ -145,8 +147,6 @@ def _operation(
 
 def _document_aliases(models: dict[str, Any]) -> None:
     """`model` lists the configured aliases (llm-routing.yaml), by kind."""
-    from apps.llm.services import routing_table  # settings are needed: import on use
-
     table = routing_table()
     for body, kind in (
         (schemas.ChatCompletionRequest, "chat"),
