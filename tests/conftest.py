@@ -9,6 +9,7 @@ with named actors: `owner` and `member` of acme, and `outsider` (a member of glo
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,7 @@ from apps.workspaces.services import workspace_create
 from tests.factories import UserFactory
 
 _started: list[devstack.Service] = []
+_TEST_DATABASE = re.compile(r"test_aisaas_(\d+)(?:_gw\d+)?")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,11 +44,17 @@ def _forget_the_last_sessions_redis(settings: Any) -> None:
     It outlives the test database, and its keys are named by schema (`acme:credits`, budget
     counters): a credit hash kept from an earlier session records a later ledger position than
     this session's fresh ledger, so the gateway would trust its old balance. A Redis configured
-    by REDIS_URL is never emptied."""
+    by REDIS_URL is never emptied.
+
+    Under pytest-xdist the controller empties it, every logical database included (each worker
+    has its own, see aisaas/settings/test.py), before it starts the workers; a worker empties
+    nothing, as its sibling may already be running tests."""
     embedded = any(isinstance(s, devstack.EmbeddedRedis) for s in settings.EMBEDDED_SERVICES)
-    if embedded and not _live_test_databases(settings.DATABASES["default"]):
+    if os.environ.get("PYTEST_XDIST_WORKER") or not embedded:
+        return
+    if not _live_test_databases(settings.DATABASES["default"]):
         client = redis.Redis.from_url(settings.REDIS_URL)
-        client.flushdb()
+        client.flushall()
         client.close()
 
 
@@ -58,9 +66,11 @@ def _test_databases(db: dict[str, Any]) -> dict[str, bool]:
         names = [name for (name,) in rows.fetchall()]
     found = {}
     for name in names:
-        pid = name.rsplit("_", 1)[1]
-        if pid.isdigit():
-            found[name] = int(pid) != os.getpid() and psutil.pid_exists(int(pid))
+        # test_aisaas_<pid>, or test_aisaas_<pid>_gw<n> for a pytest-xdist worker
+        matched = _TEST_DATABASE.fullmatch(name)
+        if matched:
+            pid = int(matched[1])
+            found[name] = pid != os.getpid() and psutil.pid_exists(pid)
     return found
 
 
