@@ -23,12 +23,12 @@ from django.db import connection
 
 from aisaas.devstack.stripe_fake import StripeFakeServer
 from apps.billing.gateway import DEAD_LETTER_KEY, PROCESSING_KEY, QUEUE_KEY
-from apps.billing.ledger import balance_get, ledger_post
+from apps.billing.ledger import balance_get
 from apps.workspaces.models import User, Workspace
 from apps.workspaces.services import workspace_create
 from tests.asgi_server import AsgiServer, daphne, database_url, run_committed
 from tests.billing.stripe_support import STRIPE_KEY, WEBHOOK_PATH, WEBHOOK_SECRET
-from tests.factories import UserFactory
+from tests.factories import LedgerEntryFactory, UserFactory
 
 MakeWorkspace = Callable[..., Workspace]
 
@@ -49,10 +49,9 @@ def _purge(client: redis.Redis, schemas: list[str]) -> None:
 
 def balance_set(workspace: Workspace, micros: int) -> None:
     """Bring the workspace's balance to `micros` with one adjustment entry."""
-    ledger_post(
-        workspace_id=workspace.pk,
+    LedgerEntryFactory.create(
+        workspace=workspace,
         delta_micros=micros - balance_get(workspace_id=workspace.pk).balance_micros,
-        reason="adjustment",
         idempotency_key=f"set-balance:{uuid.uuid4().hex}",
     )
 
