@@ -119,6 +119,41 @@ def _public_schema_each_test() -> Iterator[None]:
     use_public_schema()
 
 
+SESSION_SCHEMAS = ("acme", "globex")
+
+
+def forget_schema_keys(client: redis.Redis, schema: str) -> int:
+    """Delete every Redis key of one workspace schema (`<schema>:*`: credit hash, budget and
+    rate-limit counters, the exact cache, the Django cache), found by SCAN; return how many."""
+    deleted = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{schema}:*", count=1000):
+        batch.append(key)
+        if len(batch) == 500:
+            deleted += int(client.delete(*batch))
+            batch.clear()
+    if batch:
+        deleted += int(client.delete(*batch))
+    return deleted
+
+
+@pytest.fixture
+def fresh_redis() -> Iterator[redis.Redis]:
+    """A clean Redis namespace for the session workspaces: every key of `acme` and `globex` is
+    deleted before and after the test, so its counters, credit hash and cache start empty as in
+    a new workspace — without migrating a new schema. Only those keys: other processes' and the
+    platform's keys stay (never FLUSHDB). Yields a client on this process's Redis."""
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for schema in SESSION_SCHEMAS:
+        forget_schema_keys(client, schema)
+    yield client
+    for schema in SESSION_SCHEMAS:
+        forget_schema_keys(client, schema)
+    client.close()
+
+
 @pytest.fixture
 def acme(db: None) -> Workspace:
     return Workspace.objects.get(slug="acme")

@@ -24,6 +24,7 @@ from django.db import connection
 from aisaas.devstack.stripe_fake import StripeFakeServer
 from apps.billing.gateway import DEAD_LETTER_KEY, PROCESSING_KEY, QUEUE_KEY
 from apps.billing.ledger import balance_get
+from apps.billing.plans import plan_get
 from apps.workspaces.models import User, Workspace
 from apps.workspaces.services import workspace_create
 from tests.asgi_server import AsgiServer, daphne, database_url, run_committed
@@ -60,6 +61,30 @@ def _new(plan: str, owner: User | None) -> Workspace:
     slug = f"bill-{uuid.uuid4().hex[:10]}"
     owner = owner or UserFactory.create(email=f"owner-{slug}@example.test")
     return workspace_create(name=f"Billing {slug}", slug=slug, owner=owner, plan=plan)
+
+
+def like_new(workspace: Workspace, *, plan: str = "free") -> Workspace:
+    """`workspace` on `plan`, its balance that plan's monthly credit, as a new workspace starts
+    (in the test's transaction: rolled back with it)."""
+    if workspace.plan != plan:
+        workspace.plan = plan
+        workspace.save(update_fields=["plan"])
+    balance_set(workspace, plan_get(code=plan).monthly_credit_micros)
+    return workspace
+
+
+@pytest.fixture
+def workspace(acme: Workspace, fresh_redis: redis.Redis) -> Workspace:
+    """acme as a new free workspace would be — its balance the free plan's monthly credit, its
+    Redis namespace empty (`fresh_redis`) — in the test's transaction. Creating a workspace
+    migrates a schema: only the tests of creation itself use `make_workspace`."""
+    return like_new(acme)
+
+
+@pytest.fixture
+def other_workspace(globex: Workspace, fresh_redis: redis.Redis) -> Workspace:
+    """globex, like `workspace`: a second workspace, for what must stay in its own."""
+    return like_new(globex)
 
 
 @pytest.fixture

@@ -115,10 +115,10 @@ def test_pending_counts_until_the_debit_is_acknowledged_once(rds: redis.Redis) -
 
 
 def test_concurrent_gateway_calls_never_overdraw(
-    make_workspace: MakeWorkspace, debit_queue: redis.Redis
+    workspace: Workspace, debit_queue: redis.Redis
 ) -> None:
-    workspace = make_workspace()
     balance_set(workspace, 40_000)  # a few calls' worst case: the rest must be refused
+    balance_entry = balance_get(workspace_id=workspace.pk).last_entry_id
     with gateway_settings():
         scope = call_scope_for(workspace=workspace, actor=Actor("system", "tests"), feature="chat")
 
@@ -139,7 +139,9 @@ def test_concurrent_gateway_calls_never_overdraw(
     assert call_debits_post() == len(answered)
 
     balance = balance_get(workspace_id=workspace.pk).balance_micros
-    debits = LedgerEntry.objects.filter(workspace=workspace, reason="feature.chat")
+    debits = LedgerEntry.objects.filter(
+        workspace=workspace, reason="feature.chat", pk__gt=balance_entry
+    )
     assert debits.count() == len(answered)
     assert balance == 40_000 - sum(a.cost_micros for a in answered) >= 0
     entry = debits.first()
@@ -153,9 +155,8 @@ def test_concurrent_gateway_calls_never_overdraw(
 
 
 def test_at_zero_the_gateway_refuses_before_any_model_call(
-    make_workspace: MakeWorkspace, debit_queue: redis.Redis
+    workspace: Workspace, debit_queue: redis.Redis
 ) -> None:
-    workspace = make_workspace()
     balance_set(workspace, 0)
     with gateway_settings():
         scope = call_scope_for(workspace=workspace, actor=Actor("system", "tests"), feature="chat")
@@ -208,9 +209,8 @@ def _queue(*records: CallRecord) -> None:
 
 
 def test_byok_calls_debit_no_provider_cost(
-    make_workspace: MakeWorkspace, debit_queue: redis.Redis
+    workspace: Workspace, debit_queue: redis.Redis
 ) -> None:
-    workspace = make_workspace()
     _queue(_record(workspace, byok=True), _record(workspace, cached=True))
 
     assert debit_queue.llen(QUEUE_KEY) == 0
@@ -220,9 +220,8 @@ def test_byok_calls_debit_no_provider_cost(
 
 @override_settings(BILLING_BYOK_FEE_MICROS=300)
 def test_byok_calls_pay_the_platform_fee_when_set(
-    make_workspace: MakeWorkspace, debit_queue: redis.Redis
+    workspace: Workspace, debit_queue: redis.Redis
 ) -> None:
-    workspace = make_workspace()
     record = _record(workspace, byok=True)
     _queue(record, _record(workspace))
 
@@ -234,9 +233,8 @@ def test_byok_calls_pay_the_platform_fee_when_set(
 
 
 def test_a_replayed_queue_debits_once(
-    make_workspace: MakeWorkspace, debit_queue: redis.Redis
+    workspace: Workspace, debit_queue: redis.Redis
 ) -> None:
-    workspace = make_workspace()
     record = _record(workspace)
     _queue(record, record, record)
 
