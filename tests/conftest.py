@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psutil
@@ -23,7 +24,7 @@ from django.test import Client
 from aisaas import devstack
 from apps.common.tenancy import use_public_schema
 from apps.workspaces.models import Membership, Role, User, Workspace
-from apps.workspaces.services import workspace_create
+from apps.workspaces.services import SYSTEM_OWNER_EMAIL, workspace_create
 from tests.factories import UserFactory
 
 _started: list[devstack.Service] = []
@@ -152,6 +153,31 @@ def fresh_redis() -> Iterator[redis.Redis]:
     for schema in SESSION_SCHEMAS:
         forget_schema_keys(client, schema)
     client.close()
+
+
+@contextmanager
+def committed_system_workspace(
+    django_db_blocker: Any, create: Callable[[], Workspace]
+) -> Iterator[Workspace]:
+    """The system workspace `create` makes (evals, replays), made once for a group of tests:
+    committed outside any test's transaction, then deleted with its schema and its Redis keys —
+    and the system owner with it when this made that user. Tests give it a clean Redis namespace
+    each (`forget_schema_keys`) where they used to get a new workspace."""
+    from django.conf import settings
+
+    with django_db_blocker.unblock():
+        owner_existed = User.objects.filter(email=SYSTEM_OWNER_EMAIL).exists()
+        workspace = create()
+    try:
+        yield workspace
+    finally:
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        forget_schema_keys(client, workspace.schema_name)
+        client.close()
+        with django_db_blocker.unblock():
+            Workspace.objects.get(pk=workspace.pk).delete(force_drop=True)
+            if not owner_existed:
+                User.objects.filter(email=SYSTEM_OWNER_EMAIL).delete()
 
 
 @pytest.fixture
