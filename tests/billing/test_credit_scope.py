@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import pytest
 import redis
+import time_machine
 from django.conf import settings
 from django.test import override_settings
 
@@ -208,9 +209,7 @@ def _queue(*records: CallRecord) -> None:
     run_sync(push())
 
 
-def test_byok_calls_debit_no_provider_cost(
-    workspace: Workspace, debit_queue: redis.Redis
-) -> None:
+def test_byok_calls_debit_no_provider_cost(workspace: Workspace, debit_queue: redis.Redis) -> None:
     _queue(_record(workspace, byok=True), _record(workspace, cached=True))
 
     assert debit_queue.llen(QUEUE_KEY) == 0
@@ -232,9 +231,7 @@ def test_byok_calls_pay_the_platform_fee_when_set(
     assert balance_get(workspace_id=workspace.pk).balance_micros == 1_000_000 - 300 - 1_050
 
 
-def test_a_replayed_queue_debits_once(
-    workspace: Workspace, debit_queue: redis.Redis
-) -> None:
+def test_a_replayed_queue_debits_once(workspace: Workspace, debit_queue: redis.Redis) -> None:
     record = _record(workspace)
     _queue(record, record, record)
 
@@ -285,8 +282,9 @@ def test_a_worker_killed_mid_debit_leaves_neither_a_lost_nor_a_double_debit(
     assert debit_queue.zcard(PROCESSING_KEY) == 1  # still leased: not lost
     assert _int_field(debit_queue, balance_key(workspace.schema_name), "pending") == 1_050
 
-    time.sleep(1.2)  # the dead worker's lease ends
-    created = run_committed(call_debits_post)
+    # when the next worker runs after the dead one's 1 s lease ended (the clock moved, not slept)
+    with time_machine.travel(time.time() + 2):
+        created = run_committed(call_debits_post)
 
     assert created == (0 if where == "before_ack" else 1)
     assert run_committed(lambda: LedgerEntry.objects.filter(idempotency_key=key).count()) == 1
