@@ -98,8 +98,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> None:
-    """After pytest-django created and migrated the test database, add the two workspaces."""
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """After pytest-django created and migrated the test database, add the two workspaces.
+
+    At the end, before pytest-django drops the database, the connections that threads of this
+    process left open to it (async tests' sync_to_async threads, thread pools) are closed by the
+    server, or the drop fails ("being accessed by other users") and the database is left for the
+    next session's sweep. Every server process the tests started has stopped by then."""
     assert connection.settings_dict["NAME"].startswith("test_"), "never seed a real database"
     with django_db_blocker.unblock():
         owner = UserFactory.create(email="owner@acme.test")
@@ -110,6 +115,12 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> None:
         globex = workspace_create(name="Globex", slug="globex", owner=globex_owner)
         Membership.objects.create(workspace=acme, user=member, role=Role.MEMBER)
         Membership.objects.create(workspace=globex, user=outsider, role=Role.MEMBER)
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture(autouse=True)
