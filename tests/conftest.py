@@ -186,7 +186,7 @@ def committed_system_workspace(
         forget_schema_keys(client, workspace.schema_name)
         client.close()
         with django_db_blocker.unblock():
-            Workspace.objects.get(pk=workspace.pk).delete(force_drop=True)
+            Workspace.objects.get(pk=workspace.pk).delete()  # its schema too (auto_drop_schema)
             if not owner_existed:
                 User.objects.filter(email=SYSTEM_OWNER_EMAIL).delete()
 

@@ -1,6 +1,7 @@
 """Tests: `make test`. Own embedded services (profile `test`: own data dirs and ports)."""
 
 import os
+from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -41,6 +42,6 @@ if _XDIST_WORKER and not os.environ.get("REDIS_URL"):
         )
     REDIS_URL = f"{REDIS_URL.rsplit('/', 1)[0]}/{_redis_db}"
     CACHES["default"]["LOCATION"] = REDIS_URL
-    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"] = REDIS_URL
+    cast(dict[str, Any], CHANNEL_LAYERS["default"]["CONFIG"])["hosts"][0]["address"] = REDIS_URL
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
