@@ -1,9 +1,11 @@
-"""Billing test setup: throwaway workspaces (in the test's transaction, or committed for tests
-that use other threads and processes), and the call-debit queue set aside while a test drains
-it, so no test posts another test's calls.
+"""Billing test setup: `workspace` (acme as a new free workspace: its month of credit, its Redis
+namespace empty), throwaway workspaces for what needs a ledger of its own (in the test's
+transaction, or committed for tests that use other threads and processes), and the call-debit
+queue set aside while a test drains it, so no test posts another test's calls.
 
-Redis outlives each test's transaction: the credit hash of every throwaway workspace is deleted
-at teardown, so a rolled-back balance never lingers there.
+Redis outlives each test's transaction: acme's and globex's keys (`fresh_redis`) and the credit
+hash of every throwaway workspace are deleted at teardown, so a rolled-back balance never
+lingers there.
 
 Stripe: one loopback Stripe fake per session (`stripe_fake` points this process's settings at
 it), and `billing_site`, daphne serving the app, where the fake delivers its signed webhooks.
