@@ -23,8 +23,12 @@ install: $(STAMP) ## Create .venv and install the project with dev tools
 run: $(STAMP) ## Start everything: embedded Postgres+Redis, migrate, seed demo, web+worker+beat (Ctrl-C stops)
 	$(BIN)/python -m aisaas.devstack run --port $(PORT)
 
+# Worker processes for `make test` (pytest-xdist); TEST_WORKERS=0 runs in this one process.
+# worksteal: a worker that runs out of tests takes some of the other's, so neither idles at the end.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) ## Run the test suite on its own embedded services (safe while `make run` is up)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 fuzz-api: $(STAMP) ## Fuzz the /v1 API from its OpenAPI document (schemathesis, 500 examples per operation)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(BIN)/python -m pytest -s tests/api/test_schemathesis.py

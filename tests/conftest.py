@@ -9,7 +9,9 @@ with named actors: `owner` and `member` of acme, and `outsider` (a member of glo
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psutil
@@ -22,10 +24,11 @@ from django.test import Client
 from aisaas import devstack
 from apps.common.tenancy import use_public_schema
 from apps.workspaces.models import Membership, Role, User, Workspace
-from apps.workspaces.services import workspace_create
+from apps.workspaces.services import SYSTEM_OWNER_EMAIL, workspace_create
 from tests.factories import UserFactory
 
 _started: list[devstack.Service] = []
+_TEST_DATABASE = re.compile(r"test_aisaas_(\d+)(?:_gw\d+)?")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,11 +45,17 @@ def _forget_the_last_sessions_redis(settings: Any) -> None:
     It outlives the test database, and its keys are named by schema (`acme:credits`, budget
     counters): a credit hash kept from an earlier session records a later ledger position than
     this session's fresh ledger, so the gateway would trust its old balance. A Redis configured
-    by REDIS_URL is never emptied."""
+    by REDIS_URL is never emptied.
+
+    Under pytest-xdist the controller empties it, every logical database included (each worker
+    has its own, see aisaas/settings/test.py), before it starts the workers; a worker empties
+    nothing, as its sibling may already be running tests."""
     embedded = any(isinstance(s, devstack.EmbeddedRedis) for s in settings.EMBEDDED_SERVICES)
-    if embedded and not _live_test_databases(settings.DATABASES["default"]):
+    if os.environ.get("PYTEST_XDIST_WORKER") or not embedded:
+        return
+    if not _live_test_databases(settings.DATABASES["default"]):
         client = redis.Redis.from_url(settings.REDIS_URL)
-        client.flushdb()
+        client.flushall()
         client.close()
 
 
@@ -58,9 +67,11 @@ def _test_databases(db: dict[str, Any]) -> dict[str, bool]:
         names = [name for (name,) in rows.fetchall()]
     found = {}
     for name in names:
-        pid = name.rsplit("_", 1)[1]
-        if pid.isdigit():
-            found[name] = int(pid) != os.getpid() and psutil.pid_exists(int(pid))
+        # test_aisaas_<pid>, or test_aisaas_<pid>_gw<n> for a pytest-xdist worker
+        matched = _TEST_DATABASE.fullmatch(name)
+        if matched:
+            pid = int(matched[1])
+            found[name] = pid != os.getpid() and psutil.pid_exists(pid)
     return found
 
 
@@ -87,8 +98,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> None:
-    """After pytest-django created and migrated the test database, add the two workspaces."""
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """After pytest-django created and migrated the test database, add the two workspaces.
+
+    At the end, before pytest-django drops the database, the connections that threads of this
+    process left open to it (async tests' sync_to_async threads, thread pools) are closed by the
+    server, or the drop fails ("being accessed by other users") and the database is left for the
+    next session's sweep. Every server process the tests started has stopped by then."""
     assert connection.settings_dict["NAME"].startswith("test_"), "never seed a real database"
     with django_db_blocker.unblock():
         owner = UserFactory.create(email="owner@acme.test")
@@ -99,6 +115,12 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> None:
         globex = workspace_create(name="Globex", slug="globex", owner=globex_owner)
         Membership.objects.create(workspace=acme, user=member, role=Role.MEMBER)
         Membership.objects.create(workspace=globex, user=outsider, role=Role.MEMBER)
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -107,6 +129,66 @@ def _public_schema_each_test() -> Iterator[None]:
     use_public_schema()
     yield
     use_public_schema()
+
+
+SESSION_SCHEMAS = ("acme", "globex")
+
+
+def forget_schema_keys(client: redis.Redis, schema: str) -> int:
+    """Delete every Redis key of one workspace schema (`<schema>:*`: credit hash, budget and
+    rate-limit counters, the exact cache, the Django cache), found by SCAN; return how many."""
+    deleted = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{schema}:*", count=1000):
+        batch.append(key)
+        if len(batch) == 500:
+            deleted += int(client.delete(*batch))
+            batch.clear()
+    if batch:
+        deleted += int(client.delete(*batch))
+    return deleted
+
+
+@pytest.fixture
+def fresh_redis() -> Iterator[redis.Redis]:
+    """A clean Redis namespace for the session workspaces: every key of `acme` and `globex` is
+    deleted before and after the test, so its counters, credit hash and cache start empty as in
+    a new workspace — without migrating a new schema. Only those keys: other processes' and the
+    platform's keys stay (never FLUSHDB). Yields a client on this process's Redis."""
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for schema in SESSION_SCHEMAS:
+        forget_schema_keys(client, schema)
+    yield client
+    for schema in SESSION_SCHEMAS:
+        forget_schema_keys(client, schema)
+    client.close()
+
+
+@contextmanager
+def committed_system_workspace(
+    django_db_blocker: Any, create: Callable[[], Workspace]
+) -> Iterator[Workspace]:
+    """The system workspace `create` makes (evals, replays), made once for a group of tests:
+    committed outside any test's transaction, then deleted with its schema and its Redis keys —
+    and the system owner with it when this made that user. Tests give it a clean Redis namespace
+    each (`forget_schema_keys`) where they used to get a new workspace."""
+    from django.conf import settings
+
+    with django_db_blocker.unblock():
+        owner_existed = User.objects.filter(email=SYSTEM_OWNER_EMAIL).exists()
+        workspace = create()
+    try:
+        yield workspace
+    finally:
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        forget_schema_keys(client, workspace.schema_name)
+        client.close()
+        with django_db_blocker.unblock():
+            Workspace.objects.get(pk=workspace.pk).delete()  # its schema too (auto_drop_schema)
+            if not owner_existed:
+                User.objects.filter(email=SYSTEM_OWNER_EMAIL).delete()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ afterwards) — see tests/workspaces/test_consumers.py for why no `transaction=T
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -283,7 +284,11 @@ async def test_closing_the_socket_mid_answer_stops_it(
         )
         await until(ws, "token")
         await ws.disconnect()
-        await asyncio.sleep(0.3)
+        # then the consumer marks the answer stopped (polled, instead of sleeping 0.3 s)
+        deadline = time.monotonic() + 5
+        while (await database_sync_to_async(stored)(acme, conversation))[-1].status != "stopped":
+            assert time.monotonic() < deadline, "the answer was never marked stopped"
+            await asyncio.sleep(0.02)
 
     _, answer = await database_sync_to_async(stored)(acme, conversation)
     assert answer.status == "stopped"

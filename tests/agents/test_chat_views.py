@@ -16,6 +16,7 @@ from apps.agents.chat.services import conversation_create
 from apps.agents.models import Conversation, Message
 from apps.workspaces.models import User, Workspace
 from tests.conftest import host_client
+from tests.factories import MessageFactory
 from tests.gateway_support import redis_client
 
 pytestmark = pytest.mark.django_db
@@ -30,14 +31,7 @@ def conversation(acme: Workspace, member: User) -> Conversation:
 @pytest.fixture
 def answer(acme: Workspace, conversation: Conversation) -> Message:
     with schema_context(acme.schema_name):
-        return Message.objects.create(
-            conversation=conversation,
-            role="assistant",
-            author_type="agent",
-            author_id="1",
-            content="**Hello**",
-            status="complete",
-        )
+        return MessageFactory.create(conversation=conversation, content="**Hello**")
 
 
 def test_the_chat_page_offers_a_first_conversation(member: User) -> None:

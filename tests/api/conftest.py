@@ -10,6 +10,7 @@ API keys are written committed (`run_committed`): daphne cannot see the test's t
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,9 +25,10 @@ from apps.billing.models import Outcome
 from apps.traces.models import LlmCallLog
 from apps.traces.services import call_records_flush
 from apps.workspaces.ai import ai_settings_get
-from apps.workspaces.api_keys import api_key_create
+from apps.workspaces.api_keys import SECRET_PREFIX
 from apps.workspaces.models import ApiKey, Workspace
 from tests.asgi_server import AsgiServer, daphne, run_committed
+from tests.factories import ApiKeyFactory
 from tests.fakes import FakeOpenAIServer
 
 UPSTREAM_KEY = "sk-upstream-platform-key-Q7wxyz"
@@ -72,14 +74,15 @@ MakeKey = Callable[..., Key]
 
 @pytest.fixture
 def make_key(django_db_setup: None) -> Iterator[MakeKey]:
-    """`make_key("acme", scopes=…, rate_limit_per_minute=…, expires_at=…)` → a committed key,
-    deleted after the test."""
+    """`make_key("acme", scopes=…, rate_limit_per_minute=…, expires_at=…)` → a committed key
+    (ApiKeyFactory: an expiry may be in the past), deleted after the test."""
     made: list[int] = []
 
     def make(slug: str = "acme", **options: Any) -> Key:
         def create() -> Key:
             workspace = Workspace.objects.get(slug=slug)
-            row, secret = api_key_create(workspace=workspace, name="test", **options)
+            secret = SECRET_PREFIX + secrets.token_urlsafe(30)
+            row = ApiKeyFactory.create(workspace=workspace, secret=secret, **options)
             return Key(row=row, secret=secret, workspace=workspace)
 
         key = run_committed(create)

@@ -1,9 +1,11 @@
-"""Billing test setup: throwaway workspaces (in the test's transaction, or committed for tests
-that use other threads and processes), and the call-debit queue set aside while a test drains
-it, so no test posts another test's calls.
+"""Billing test setup: `workspace` (acme as a new free workspace: its month of credit, its Redis
+namespace empty), throwaway workspaces for what needs a ledger of its own (in the test's
+transaction, or committed for tests that use other threads and processes), and the call-debit
+queue set aside while a test drains it, so no test posts another test's calls.
 
-Redis outlives each test's transaction: the credit hash of every throwaway workspace is deleted
-at teardown, so a rolled-back balance never lingers there.
+Redis outlives each test's transaction: acme's and globex's keys (`fresh_redis`) and the credit
+hash of every throwaway workspace are deleted at teardown, so a rolled-back balance never
+lingers there.
 
 Stripe: one loopback Stripe fake per session (`stripe_fake` points this process's settings at
 it), and `billing_site`, daphne serving the app, where the fake delivers its signed webhooks.
@@ -23,12 +25,13 @@ from django.db import connection
 
 from aisaas.devstack.stripe_fake import StripeFakeServer
 from apps.billing.debit_queue import DEAD_LETTER_KEY, PROCESSING_KEY, QUEUE_KEY
-from apps.billing.ledger import balance_get, ledger_post
+from apps.billing.ledger import balance_get
+from apps.billing.plans import plan_get
 from apps.workspaces.models import User, Workspace
 from apps.workspaces.services import workspace_create
 from tests.asgi_server import AsgiServer, daphne, database_url, run_committed
 from tests.billing.stripe_support import STRIPE_KEY, WEBHOOK_PATH, WEBHOOK_SECRET
-from tests.factories import UserFactory
+from tests.factories import LedgerEntryFactory, UserFactory
 
 MakeWorkspace = Callable[..., Workspace]
 
@@ -49,10 +52,9 @@ def _purge(client: redis.Redis, schemas: list[str]) -> None:
 
 def balance_set(workspace: Workspace, micros: int) -> None:
     """Bring the workspace's balance to `micros` with one adjustment entry."""
-    ledger_post(
-        workspace_id=workspace.pk,
+    LedgerEntryFactory.create(
+        workspace=workspace,
         delta_micros=micros - balance_get(workspace_id=workspace.pk).balance_micros,
-        reason="adjustment",
         idempotency_key=f"set-balance:{uuid.uuid4().hex}",
     )
 
@@ -61,6 +63,30 @@ def _new(plan: str, owner: User | None) -> Workspace:
     slug = f"bill-{uuid.uuid4().hex[:10]}"
     owner = owner or UserFactory.create(email=f"owner-{slug}@example.test")
     return workspace_create(name=f"Billing {slug}", slug=slug, owner=owner, plan=plan)
+
+
+def like_new(workspace: Workspace, *, plan: str = "free") -> Workspace:
+    """`workspace` on `plan`, its balance that plan's monthly credit, as a new workspace starts
+    (in the test's transaction: rolled back with it)."""
+    if workspace.plan != plan:
+        workspace.plan = plan
+        workspace.save(update_fields=["plan"])
+    balance_set(workspace, plan_get(code=plan).monthly_credit_micros)
+    return workspace
+
+
+@pytest.fixture
+def workspace(acme: Workspace, fresh_redis: redis.Redis) -> Workspace:
+    """acme as a new free workspace would be — its balance the free plan's monthly credit, its
+    Redis namespace empty (`fresh_redis`) — in the test's transaction. Creating a workspace
+    migrates a schema: only the tests of creation itself use `make_workspace`."""
+    return like_new(acme)
+
+
+@pytest.fixture
+def other_workspace(globex: Workspace, fresh_redis: redis.Redis) -> Workspace:
+    """globex, like `workspace`: a second workspace, for what must stay in its own."""
+    return like_new(globex)
 
 
 @pytest.fixture

@@ -17,12 +17,13 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from aisaas.devstack.stripe_fake import StripeFakeServer
-from apps.billing.ledger import balance_get, credits, ledger_post
+from apps.billing.ledger import balance_get, credits
 from apps.billing.models import CheckoutSession, LedgerReason, Outcome, OutcomeStatus
 from apps.billing.outcomes import outcome_record
 from apps.billing.templatetags.money import dollars
 from apps.workspaces.models import Membership, Role, User, Workspace
 from tests.conftest import host_client
+from tests.factories import LedgerEntryFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -30,12 +31,7 @@ ACME = "acme.localhost"
 
 
 def post(workspace: Workspace, delta: int, reason: str) -> None:
-    ledger_post(
-        workspace_id=workspace.pk,
-        delta_micros=delta,
-        reason=reason,
-        idempotency_key=f"page-test:{uuid.uuid4().hex}",
-    )
+    LedgerEntryFactory.create(workspace=workspace, delta_micros=delta, reason=reason)
 
 
 def outcome(workspace: Workspace, **changes: object) -> Outcome:

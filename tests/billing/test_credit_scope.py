@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import pytest
 import redis
+import time_machine
 from django.conf import settings
 from django.test import override_settings
 
@@ -116,10 +117,10 @@ def test_pending_counts_until_the_debit_is_acknowledged_once(rds: redis.Redis) -
 
 
 def test_concurrent_gateway_calls_never_overdraw(
-    make_workspace: MakeWorkspace, debit_queue: redis.Redis
+    workspace: Workspace, debit_queue: redis.Redis
 ) -> None:
-    workspace = make_workspace()
     balance_set(workspace, 40_000)  # a few calls' worst case: the rest must be refused
+    balance_entry = balance_get(workspace_id=workspace.pk).last_entry_id
     with gateway_settings():
         scope = call_scope_for(workspace=workspace, actor=Actor("system", "tests"), feature="chat")
 
@@ -140,7 +141,9 @@ def test_concurrent_gateway_calls_never_overdraw(
     assert call_debits_post() == len(answered)
 
     balance = balance_get(workspace_id=workspace.pk).balance_micros
-    debits = LedgerEntry.objects.filter(workspace=workspace, reason="feature.chat")
+    debits = LedgerEntry.objects.filter(
+        workspace=workspace, reason="feature.chat", pk__gt=balance_entry
+    )
     assert debits.count() == len(answered)
     assert balance == 40_000 - sum(a.cost_micros for a in answered) >= 0
     entry = debits.first()
@@ -154,9 +157,8 @@ def test_concurrent_gateway_calls_never_overdraw(
 
 
 def test_at_zero_the_gateway_refuses_before_any_model_call(
-    make_workspace: MakeWorkspace, debit_queue: redis.Redis
+    workspace: Workspace, debit_queue: redis.Redis
 ) -> None:
-    workspace = make_workspace()
     balance_set(workspace, 0)
     with gateway_settings():
         scope = call_scope_for(workspace=workspace, actor=Actor("system", "tests"), feature="chat")
@@ -208,10 +210,7 @@ def _queue(*records: CallRecord) -> None:
     run_sync(push())
 
 
-def test_byok_calls_debit_no_provider_cost(
-    make_workspace: MakeWorkspace, debit_queue: redis.Redis
-) -> None:
-    workspace = make_workspace()
+def test_byok_calls_debit_no_provider_cost(workspace: Workspace, debit_queue: redis.Redis) -> None:
     _queue(_record(workspace, byok=True), _record(workspace, cached=True))
 
     assert debit_queue.llen(QUEUE_KEY) == 0
@@ -221,9 +220,8 @@ def test_byok_calls_debit_no_provider_cost(
 
 @override_settings(BILLING_BYOK_FEE_MICROS=300)
 def test_byok_calls_pay_the_platform_fee_when_set(
-    make_workspace: MakeWorkspace, debit_queue: redis.Redis
+    workspace: Workspace, debit_queue: redis.Redis
 ) -> None:
-    workspace = make_workspace()
     record = _record(workspace, byok=True)
     _queue(record, _record(workspace))
 
@@ -234,10 +232,7 @@ def test_byok_calls_pay_the_platform_fee_when_set(
     assert balance_get(workspace_id=workspace.pk).balance_micros == 1_000_000 - 300 - 1_050
 
 
-def test_a_replayed_queue_debits_once(
-    make_workspace: MakeWorkspace, debit_queue: redis.Redis
-) -> None:
-    workspace = make_workspace()
+def test_a_replayed_queue_debits_once(workspace: Workspace, debit_queue: redis.Redis) -> None:
     record = _record(workspace)
     _queue(record, record, record)
 
@@ -288,8 +283,9 @@ def test_a_worker_killed_mid_debit_leaves_neither_a_lost_nor_a_double_debit(
     assert debit_queue.zcard(PROCESSING_KEY) == 1  # still leased: not lost
     assert _int_field(debit_queue, balance_key(workspace.schema_name), "pending") == 1_050
 
-    time.sleep(1.2)  # the dead worker's lease ends
-    created = run_committed(call_debits_post)
+    # when the next worker runs after the dead one's 1 s lease ended (the clock moved, not slept)
+    with time_machine.travel(time.time() + 2):
+        created = run_committed(call_debits_post)
 
     assert created == (0 if where == "before_ack" else 1)
     assert run_committed(lambda: LedgerEntry.objects.filter(idempotency_key=key).count()) == 1

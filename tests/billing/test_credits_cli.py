@@ -9,8 +9,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from apps.billing.ledger import balance_get
 from apps.billing.models import LedgerEntry
-from tests.billing.conftest import MakeWorkspace
+from apps.workspaces.models import Workspace
 
 
 def _run(*args: str) -> str:
@@ -19,8 +20,7 @@ def _run(*args: str) -> str:
     return out.getvalue()
 
 
-def test_balance_as_json(make_workspace: MakeWorkspace) -> None:
-    workspace = make_workspace()
+def test_balance_as_json(workspace: Workspace) -> None:
     data = json.loads(_run("balance", "--workspace", workspace.slug, "--json"))
     assert data["balance_micros"] == 1_000_000
     assert data["credits"] == 1000
@@ -28,8 +28,8 @@ def test_balance_as_json(make_workspace: MakeWorkspace) -> None:
     assert "1,000 credits" in _run("balance", "--workspace", workspace.slug)
 
 
-def test_grant_adds_credit_and_a_key_makes_it_idempotent(make_workspace: MakeWorkspace) -> None:
-    workspace = make_workspace()
+def test_grant_adds_credit_and_a_key_makes_it_idempotent(workspace: Workspace) -> None:
+    entries = LedgerEntry.objects.filter(workspace=workspace).count()
     first = json.loads(
         _run(
             "grant",
@@ -64,7 +64,7 @@ def test_grant_adds_credit_and_a_key_makes_it_idempotent(make_workspace: MakeWor
     assert first["balance_micros"] == 6_000_000
     assert "nothing changed" in second
     assert all("Granted 500 credits" in line for line in unkeyed)
-    assert LedgerEntry.objects.filter(workspace=workspace).count() == 4
+    assert LedgerEntry.objects.filter(workspace=workspace).count() == entries + 3
 
 
 @pytest.mark.parametrize(
@@ -78,28 +78,28 @@ def test_grant_adds_credit_and_a_key_makes_it_idempotent(make_workspace: MakeWor
     ],
 )
 def test_bad_amounts_are_refused_and_nothing_is_written(
-    make_workspace: MakeWorkspace, usd: str, message: str
+    workspace: Workspace, usd: str, message: str
 ) -> None:
-    workspace = make_workspace()
+    entries = LedgerEntry.objects.filter(workspace=workspace).count()
     with pytest.raises(CommandError, match=message):
         _run("grant", "--workspace", workspace.slug, "--usd", usd, "--reason", "adjustment")
-    assert LedgerEntry.objects.filter(workspace=workspace).count() == 1
+    assert LedgerEntry.objects.filter(workspace=workspace).count() == entries
 
 
-def test_unknown_workspaces_and_reasons_are_refused(make_workspace: MakeWorkspace) -> None:
-    workspace = make_workspace()
+def test_unknown_workspaces_and_reasons_are_refused(workspace: Workspace) -> None:
+    entries = LedgerEntry.objects.filter(workspace=workspace).count()
     with pytest.raises(CommandError, match="No workspace"):
         _run("balance", "--workspace", "no-such-place")
     with pytest.raises(CommandError, match="No workspace"):
         _run("grant", "--workspace", "public", "--usd", "5", "--reason", "adjustment")
     with pytest.raises(CommandError):
         _run("grant", "--workspace", workspace.slug, "--usd", "5", "--reason", "gift")
-    assert LedgerEntry.objects.filter(workspace=workspace).count() == 1
+    assert LedgerEntry.objects.filter(workspace=workspace).count() == entries
 
 
-def test_take_removes_credit_but_never_below_zero(make_workspace: MakeWorkspace) -> None:
-    workspace = make_workspace()
-    start = LedgerEntry.objects.get(workspace=workspace).balance_after_micros
+def test_take_removes_credit_but_never_below_zero(workspace: Workspace) -> None:
+    entries = LedgerEntry.objects.filter(workspace=workspace).count()
+    start = balance_get(workspace_id=workspace.pk).balance_micros
 
     out = _run("take", "--workspace", workspace.slug, "--usd", "0.25", "--note", "demo")
 
@@ -112,4 +112,4 @@ def test_take_removes_credit_but_never_below_zero(make_workspace: MakeWorkspace)
     for usd, message in (("0", "positive"), ("-1", "positive"), ("999999", "Not enough credit")):
         with pytest.raises(CommandError, match=message):
             _run("take", "--workspace", workspace.slug, "--usd", usd)
-    assert LedgerEntry.objects.filter(workspace=workspace).count() == 2
+    assert LedgerEntry.objects.filter(workspace=workspace).count() == entries + 1

@@ -22,12 +22,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.billing.finance import FinanceRow, finance_overview
-from apps.billing.ledger import balance_get, ledger_post
+from apps.billing.ledger import balance_get
 from apps.billing.models import LedgerEntry, LedgerReason, Outcome, OutcomeStatus, Plan
 from apps.billing.outcomes import outcome_dispute, outcome_record
 from apps.workspaces.models import Membership, User, Workspace
 from tests.conftest import host_client
-from tests.factories import UserFactory
+from tests.factories import LedgerEntryFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -68,8 +68,8 @@ def post(
     workspace: Workspace, delta: int, reason: str, key: str, *, revenue: int = 0, at: datetime = FEB
 ) -> None:
     with time_machine.travel(at, tick=False):
-        ledger_post(
-            workspace_id=workspace.pk,
+        LedgerEntryFactory.create(
+            workspace=workspace,
             delta_micros=delta,
             reason=reason,
             idempotency_key=key,
@@ -180,8 +180,8 @@ def test_the_finance_page_shows_the_numbers_and_flags(
 
 
 def test_the_overview_defaults_to_this_month(finance: Client, acme: Workspace) -> None:
-    ledger_post(
-        workspace_id=acme.pk, delta_micros=-4_000, reason="feature.chat", idempotency_key="t:now"
+    LedgerEntryFactory.create(
+        workspace=acme, delta_micros=-4_000, reason="feature.chat", idempotency_key="t:now"
     )
     today = timezone.now().astimezone(UTC).date()
 

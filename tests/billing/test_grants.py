@@ -12,7 +12,8 @@ from apps.billing.models import LedgerEntry, Plan, Subscription
 from apps.billing.plans import all_workspaces_grant_monthly, plan_get
 from apps.llm.config import limits_for
 from apps.workspaces.ai import ai_settings_get
-from tests.billing.conftest import MakeWorkspace
+from apps.workspaces.models import Workspace
+from tests.billing.conftest import MakeWorkspace, like_new
 
 MARCH = datetime(2031, 3, 15, 12, tzinfo=UTC)
 APRIL_FIRST = datetime(2031, 4, 1, 0, 0, 1, tzinfo=UTC)
@@ -50,22 +51,25 @@ def test_monthly_grants_are_idempotent_per_workspace_and_month(
     assert april_again.already == april.granted + april.already
 
 
-def test_subscribed_workspaces_are_left_to_their_invoices(make_workspace: MakeWorkspace) -> None:
+def test_subscribed_workspaces_are_left_to_their_invoices(workspace: Workspace) -> None:
     with time_machine.travel(MARCH, tick=False):
-        workspace = make_workspace(plan="pro")
+        like_new(workspace, plan="pro")
+        all_workspaces_grant_monthly()
     Subscription.objects.create(
         workspace=workspace, stripe_subscription_id="sub_x", plan_code="pro", status="active"
     )
     with time_machine.travel(APRIL_FIRST, tick=False):
         report = all_workspaces_grant_monthly()
 
-    assert _grants(workspace.pk) == [f"plan_grant:{workspace.pk}:2031-03"]
+    granted = _grants(workspace.pk)
+    assert f"plan_grant:{workspace.pk}:2031-03" in granted
+    assert f"plan_grant:{workspace.pk}:2031-04" not in granted
     assert report.subscribed >= 1
     assert "skipped (subscription)" in str(report)
 
 
-def test_plan_limits_come_from_plan_rows(make_workspace: MakeWorkspace) -> None:
-    workspace = make_workspace(plan="enterprise")
+def test_plan_limits_come_from_plan_rows(workspace: Workspace) -> None:
+    like_new(workspace, plan="enterprise")
     Plan.objects.filter(code="enterprise").update(day_tokens=123_456, user_day_requests=42)
 
     limits = limits_for(workspace, ai_settings_get(workspace=workspace))
@@ -73,8 +77,7 @@ def test_plan_limits_come_from_plan_rows(make_workspace: MakeWorkspace) -> None:
     assert (limits.workspace_day_tokens, limits.user_day_requests) == (123_456, 42)
 
 
-def test_an_unknown_plan_gets_the_free_plans_terms(make_workspace: MakeWorkspace) -> None:
-    workspace = make_workspace()
+def test_an_unknown_plan_gets_the_free_plans_terms(workspace: Workspace) -> None:
     workspace.plan = "legacy-gold"
 
     limits = limits_for(workspace, ai_settings_get(workspace=workspace))

@@ -24,6 +24,7 @@ from apps.workspaces.models import Workspace
 from tests.asgi_server import run_committed
 from tests.billing import workers
 from tests.billing.conftest import MakeWorkspace
+from tests.factories import LedgerEntryFactory
 
 CREDIT = 1_000  # µ$
 
@@ -38,8 +39,7 @@ def test_a_new_workspace_starts_with_its_plans_grant(make_workspace: MakeWorkspa
     assert (grant.reason, grant.idempotency_key) == ("plan_grant", f"plan_grant:{free.pk}:{month}")
 
 
-def test_replaying_an_idempotency_key_creates_nothing(make_workspace: MakeWorkspace) -> None:
-    workspace = make_workspace()
+def test_replaying_an_idempotency_key_creates_nothing(workspace: Workspace) -> None:
     first = ledger_post(
         workspace_id=workspace.pk, delta_micros=-250, reason="feature.chat", idempotency_key="k1"
     )
@@ -60,9 +60,8 @@ def test_replaying_an_idempotency_key_creates_nothing(make_workspace: MakeWorksp
     assert LedgerEntry.objects.filter(idempotency_key="k1").count() == 1
 
 
-def test_the_database_refuses_to_edit_a_ledger_row(make_workspace: MakeWorkspace) -> None:
-    workspace = make_workspace()
-    entry = LedgerEntry.objects.get(workspace=workspace)
+def test_the_database_refuses_to_edit_a_ledger_row(workspace: Workspace) -> None:
+    entry = LedgerEntryFactory.create(workspace=workspace, delta_micros=1_000_000)
 
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         LedgerEntry.objects.filter(pk=entry.pk).update(delta_micros=5)
@@ -71,9 +70,7 @@ def test_the_database_refuses_to_edit_a_ledger_row(make_workspace: MakeWorkspace
     assert entry.delta_micros == 1_000_000
 
 
-def test_an_overdraft_refused_writes_nothing(make_workspace: MakeWorkspace) -> None:
-    workspace = make_workspace()
-
+def test_an_overdraft_refused_writes_nothing(workspace: Workspace) -> None:
     with pytest.raises(InsufficientCreditError) as refused:
         ledger_post(
             workspace_id=workspace.pk,
@@ -89,19 +86,18 @@ def test_an_overdraft_refused_writes_nothing(make_workspace: MakeWorkspace) -> N
 
 
 @pytest.mark.parametrize("text", ["0", "-5", "abc", "NaN", "Infinity", "1.0000001", ""])
-def test_grants_refuse_bad_amounts(make_workspace: MakeWorkspace, text: str) -> None:
-    workspace = make_workspace()
+def test_grants_refuse_bad_amounts(workspace: Workspace, text: str) -> None:
+    entries = LedgerEntry.objects.filter(workspace=workspace).count()
 
     with pytest.raises(ApplicationError):
         credits_grant(
             workspace_id=workspace.pk, amount_micros=usd_to_micros(text), reason="adjustment"
         )
 
-    assert LedgerEntry.objects.filter(workspace=workspace).count() == 1
+    assert LedgerEntry.objects.filter(workspace=workspace).count() == entries
 
 
-def test_a_grant_key_reused_for_another_grant_is_refused(make_workspace: MakeWorkspace) -> None:
-    workspace = make_workspace()
+def test_a_grant_key_reused_for_another_grant_is_refused(workspace: Workspace) -> None:
     credits_grant(
         workspace_id=workspace.pk, amount_micros=5_000_000, reason="adjustment", idempotency_key="g"
     )

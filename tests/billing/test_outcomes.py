@@ -26,7 +26,7 @@ from apps.billing.tasks import finalise_outcomes
 from apps.common.errors import ApplicationError, PermissionDeniedError
 from apps.workspaces.models import Membership, User, Workspace
 from tests.asgi_server import run_committed
-from tests.factories import UserFactory
+from tests.factories import OutcomeFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -303,16 +303,7 @@ def test_concurrent_finalisers_bill_every_outcome_exactly_once() -> None:
         workspace = Workspace.objects.create(
             name="Race", slug=f"race-{tag}", schema_name=f"race_{tag}"
         )
-        Outcome.objects.bulk_create(
-            Outcome(
-                workspace=workspace,
-                kind="ticket resolved",
-                price_micros=1_000,
-                external_id=f"race-{n}",
-                window_ends_at=due,
-            )
-            for n in range(40)
-        )
+        OutcomeFactory.create_batch(40, workspace=workspace, price_micros=1_000, window_ends_at=due)
         return workspace.pk
 
     workspace_id = run_committed(create)

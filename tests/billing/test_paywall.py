@@ -14,13 +14,12 @@ from apps.agents.chat.answer import OUT_OF_CREDITS, refusal_text
 from apps.agents.chat.services import conversation_create
 from apps.billing.ledger import ledger_post
 from apps.llm.core.errors import BudgetExceededError, Denial
-from apps.workspaces.models import Membership, Role, User, Workspace
+from apps.workspaces.models import User, Workspace
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import MakeKey
 from tests.asgi_server import run_committed
 from tests.billing.conftest import MakeWorkspace, balance_set
 from tests.conftest import host_client
-from tests.factories import UserFactory
 from tests.fakes import FakeOpenAIServer
 
 # The /v1 API on daphne, its upstream fake and committed API keys (tests/api's fixtures).
@@ -39,11 +38,10 @@ def _page(workspace: Workspace, user: User) -> str:
 
 
 @pytest.fixture
-def owner_and_member(make_workspace: MakeWorkspace) -> tuple[Workspace, User, User]:
-    owner = UserFactory.create()
-    workspace = make_workspace(owner=owner)
-    member = UserFactory.create()
-    Membership.objects.create(workspace=workspace, user=member, role=Role.MEMBER)
+def owner_and_member(
+    workspace: Workspace, owner: User, member: User
+) -> tuple[Workspace, User, User]:
+    """acme (a free plan's month of credit, a clean Redis namespace), its owner and a member."""
     return workspace, owner, member
 
 
@@ -102,13 +100,12 @@ def test_below_a_tenth_of_the_monthly_credit_owners_are_warned_and_can_still_cha
 
 def test_the_low_credit_banner_follows_the_setting_and_the_workspaces_own_balance(
     owner_and_member: tuple[Workspace, User, User],
-    make_workspace: MakeWorkspace,
+    other_workspace: Workspace,
     settings: Any,
 ) -> None:
     # given a workspace with 300 credits of 1,000 and another with all of its month's credit
     workspace, owner, _ = owner_and_member
-    other_owner = UserFactory.create()
-    other = make_workspace(owner=other_owner)
+    other, other_owner = other_workspace, User.objects.get(email="owner@globex.test")
     balance_set(workspace, 300_000)
 
     # when the warning starts at 50 % instead of 10 %

@@ -33,6 +33,7 @@ from apps.billing.portal import billing_portal_start
 from apps.common.errors import PermissionDeniedError
 from apps.workspaces.models import Membership, Role, User, Workspace
 from tests.asgi_server import AsgiServer, run_committed
+from tests.billing.conftest import like_new
 from tests.billing.stripe_support import (
     BillingCustomerFactory,
     CheckoutSessionFactory,
@@ -228,10 +229,9 @@ def subscribe_pro(workspace: Workspace, *, created: int) -> tuple[BillingCustome
 
 
 def test_the_page_shows_the_plan_status_and_renewal_date(
-    make_workspace: MakeWorkspace, stripe_fake: StripeFakeServer
+    workspace: Workspace, stripe_fake: StripeFakeServer
 ) -> None:
     # given a workspace subscribed to pro
-    workspace = make_workspace()
     subscribe_pro(workspace, created=int(time.time()))
     owner = Membership.objects.get(workspace=workspace, role=Role.OWNER).user
 
@@ -246,10 +246,9 @@ def test_the_page_shows_the_plan_status_and_renewal_date(
 
 
 def test_cancel_at_period_end_keeps_pro_until_deleted_then_free_and_replays_change_nothing(
-    make_workspace: MakeWorkspace, stripe_fake: StripeFakeServer
+    workspace: Workspace, stripe_fake: StripeFakeServer
 ) -> None:
     # given a workspace subscribed to pro
-    workspace = make_workspace()
     now = int(time.time())
     _, sub = subscribe_pro(workspace, created=now)
     owner = Membership.objects.get(workspace=workspace, role=Role.OWNER).user
@@ -288,11 +287,11 @@ def test_cancel_at_period_end_keeps_pro_until_deleted_then_free_and_replays_chan
 
 
 def test_a_cancelled_subscription_gets_the_free_monthly_grant_again_once(
-    make_workspace: MakeWorkspace, stripe_fake: StripeFakeServer
+    workspace: Workspace, stripe_fake: StripeFakeServer
 ) -> None:
-    # given a workspace made in March (March's free grant), subscribed to pro since
+    # given a free workspace in March (March's credit), subscribed to pro since
     with time_machine.travel(datetime(2031, 3, 15, 12, tzinfo=UTC), tick=False):
-        workspace = make_workspace()
+        like_new(workspace)
     now = int(time.time())
     _, sub = subscribe_pro(workspace, created=now)
     cancelling = {**sub, "cancel_at_period_end": True, "cancel_at": PERIOD_END}

@@ -97,10 +97,9 @@ def balance(workspace: Workspace) -> int:
 
 
 def test_a_completed_topup_keeps_its_payment_intent_and_a_replay_does_not_change_it(
-    make_workspace: MakeWorkspace,
+    workspace: Workspace,
 ) -> None:
     # given a paid top-up
-    workspace = make_workspace()
     customer, session = paid_topup(workspace)
     first = session.stripe_payment_intent_id
 
@@ -118,10 +117,9 @@ def test_a_completed_topup_keeps_its_payment_intent_and_a_replay_does_not_change
 
 
 def test_a_full_refund_takes_the_credit_and_the_revenue_back_once(
-    make_workspace: MakeWorkspace,
+    workspace: Workspace,
 ) -> None:
     # given a $10 top-up granted
-    workspace = make_workspace()
     customer, session = paid_topup(workspace)
     before = balance(workspace)
 
@@ -142,9 +140,8 @@ def test_a_full_refund_takes_the_credit_and_the_revenue_back_once(
     assert entry.metadata["stripe_session_id"] == session.stripe_session_id
 
 
-def test_two_partial_refunds_take_back_each_part_once(make_workspace: MakeWorkspace) -> None:
+def test_two_partial_refunds_take_back_each_part_once(workspace: Workspace) -> None:
     # given a $10 top-up granted
-    workspace = make_workspace()
     customer, session = paid_topup(workspace)
     before = balance(workspace)
     charge_id = f"ch_{uuid.uuid4().hex[:24]}"
@@ -160,8 +157,7 @@ def test_two_partial_refunds_take_back_each_part_once(make_workspace: MakeWorksp
     assert balance(workspace) == before - 7 * USD
 
 
-def test_a_refund_event_replayed_ten_times_is_applied_once(make_workspace: MakeWorkspace) -> None:
-    workspace = make_workspace()
+def test_a_refund_event_replayed_ten_times_is_applied_once(workspace: Workspace) -> None:
     customer, session = paid_topup(workspace)
     before = balance(workspace)
     event = refunded(customer, session, 500)
@@ -207,9 +203,8 @@ def test_concurrent_refund_deliveries_apply_once(make_committed_workspace: MakeW
         run_committed(lambda: StripeEvent.objects.filter(event_id__in=ids).delete())
 
 
-def test_refund_events_out_of_order_never_take_back_twice(make_workspace: MakeWorkspace) -> None:
+def test_refund_events_out_of_order_never_take_back_twice(workspace: Workspace) -> None:
     # given a $10 top-up refunded $3, then $2 more: Stripe delivers the newer event first
-    workspace = make_workspace()
     customer, session = paid_topup(workspace)
     before = balance(workspace)
     charge_id = f"ch_{uuid.uuid4().hex[:24]}"
@@ -226,9 +221,8 @@ def test_refund_events_out_of_order_never_take_back_twice(make_workspace: MakeWo
     assert balance(workspace) == before - 5 * USD
 
 
-def test_a_refund_never_takes_back_more_than_the_topup(make_workspace: MakeWorkspace) -> None:
+def test_a_refund_never_takes_back_more_than_the_topup(workspace: Workspace) -> None:
     # given a $10 top-up, and events claiming more than that was refunded, on two charges
-    workspace = make_workspace()
     customer, session = paid_topup(workspace)
     before = balance(workspace)
 
@@ -243,10 +237,9 @@ def test_a_refund_never_takes_back_more_than_the_topup(make_workspace: MakeWorks
 
 
 def test_refunding_a_spent_topup_leaves_a_debt_and_the_paywall(
-    make_workspace: MakeWorkspace,
+    workspace: Workspace,
 ) -> None:
     # given a workspace that bought $10 of credit and spent every credit it had
-    workspace = make_workspace()
     customer, session = paid_topup(workspace)
     ledger_post(
         workspace_id=workspace.pk,
@@ -283,10 +276,9 @@ def test_refunding_a_spent_topup_leaves_a_debt_and_the_paywall(
     ],
 )
 def test_charges_that_are_not_our_topups_are_stored_as_ignored(
-    make_workspace: MakeWorkspace, case: str, why: str
+    workspace: Workspace, case: str, why: str
 ) -> None:
     # given a workspace with a granted top-up and a subscription checkout
-    workspace = make_workspace()
     customer, session = paid_topup(workspace)
     before = balance(workspace)
     event = refunded(customer, session, 1000)
@@ -321,9 +313,11 @@ def test_charges_that_are_not_our_topups_are_stored_as_ignored(
     assert balance(workspace) == before
 
 
-def test_a_refund_touches_only_its_own_workspace(make_workspace: MakeWorkspace) -> None:
+def test_a_refund_touches_only_its_own_workspace(
+    workspace: Workspace, other_workspace: Workspace
+) -> None:
     # given two workspaces with a granted top-up each
-    workspace, outsider = make_workspace(), make_workspace()
+    outsider = other_workspace
     customer, session = paid_topup(workspace)
     outsider_customer, _ = paid_topup(outsider)
     outsider_before = balance(outsider)

@@ -12,11 +12,11 @@ from django.utils import timezone
 
 from aisaas.devstack.stripe_fake import StripeFakeServer
 from apps.billing.checkout import billing_customer_get_or_create
-from apps.billing.ledger import ledger_post
 from apps.billing.models import BillingCustomer, UsageReport
 from apps.billing.tasks import push_usage_to_stripe
 from apps.billing.usage import usage_identifier, usage_push
 from apps.workspaces.models import Workspace
+from tests.factories import LedgerEntryFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -25,8 +25,8 @@ MakeWorkspace = Callable[..., Workspace]
 
 def spend(workspace: Workspace, *entries: tuple[str, int]) -> None:
     for number, (reason, delta) in enumerate(entries):
-        ledger_post(
-            workspace_id=workspace.pk,
+        LedgerEntryFactory.create(
+            workspace=workspace,
             delta_micros=delta,
             reason=reason,
             idempotency_key=f"usage-test:{workspace.pk}:{number}",

@@ -54,17 +54,19 @@ def topup_event(workspace: Workspace, **fields: object) -> tuple[dict, CheckoutS
     ), session
 
 
-def entries(workspace: Workspace, reason: str) -> list[LedgerEntry]:
-    return list(LedgerEntry.objects.filter(workspace=workspace, reason=reason))
+def entries(workspace: Workspace, reason: str, *, since: int = 0) -> list[LedgerEntry]:
+    """The workspace's entries of `reason`, those after entry `since` only when given."""
+    found = LedgerEntry.objects.filter(workspace=workspace, reason=reason, pk__gt=since)
+    return list(found)
 
 
 # --- verification -----------------------------------------------------------------------------
 
 
-def test_a_valid_topup_event_grants_the_credit_bought_once(make_workspace: MakeWorkspace) -> None:
+def test_a_valid_topup_event_grants_the_credit_bought_once(workspace: Workspace) -> None:
     # given a paid top-up session we started for $10
-    workspace = make_workspace()
     before = balance_get(workspace_id=workspace.pk).balance_micros
+    start = balance_get(workspace_id=workspace.pk).last_entry_id
     event, session = topup_event(workspace)
 
     # when Stripe delivers checkout.session.completed
@@ -73,7 +75,7 @@ def test_a_valid_topup_event_grants_the_credit_bought_once(make_workspace: MakeW
     # then the credit is granted, with the money received as revenue, and the session completes
     assert response.status_code == 200
     assert response.json()["outcome"] == "applied: top-up of 10,000 credits"
-    (entry,) = entries(workspace, "topup")
+    (entry,) = entries(workspace, "topup", since=start)
     assert (entry.delta_micros, entry.revenue_micros) == (10_000_000, 10_000_000)
     assert entry.idempotency_key == f"topup:{session.stripe_session_id}"
     assert balance_get(workspace_id=workspace.pk).balance_micros == before + 10_000_000
@@ -87,11 +89,11 @@ def test_a_valid_topup_event_grants_the_credit_bought_once(make_workspace: MakeW
     ["tampered body", "wrong secret", "stale timestamp", "no signature", "garbage signature"],
 )
 def test_a_delivery_that_fails_verification_is_refused_and_changes_nothing(
-    make_workspace: MakeWorkspace, attack: str
+    workspace: Workspace, attack: str
 ) -> None:
     # given a genuine-looking top-up event for the workspace
-    workspace = make_workspace()
     before = balance_get(workspace_id=workspace.pk).balance_micros
+    start = balance_get(workspace_id=workspace.pk).last_entry_id
     event, _ = topup_event(workspace)
     body = encode(event)
     sig: str | None = signature(body)
@@ -113,13 +115,13 @@ def test_a_delivery_that_fails_verification_is_refused_and_changes_nothing(
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_webhook"
     assert not StripeEvent.objects.filter(event_id=event["id"]).exists()
-    assert entries(workspace, "topup") == []
+    assert entries(workspace, "topup", since=start) == []
     assert balance_get(workspace_id=workspace.pk).balance_micros == before
 
 
-def test_a_timestamp_just_inside_the_tolerance_is_accepted(make_workspace: MakeWorkspace) -> None:
+def test_a_timestamp_just_inside_the_tolerance_is_accepted(workspace: Workspace) -> None:
     # given an event signed 290 s ago (Stripe retries re-sign, but clocks drift)
-    event, _ = topup_event(make_workspace())
+    event, _ = topup_event(workspace)
 
     # when it is delivered
     response = deliver(event, timestamp=int(time.time()) - 290)
@@ -169,10 +171,10 @@ def test_get_is_refused_with_405_json() -> None:
 # --- duplicates and concurrency --------------------------------------------------------------
 
 
-def test_an_event_replayed_ten_times_is_applied_once(make_workspace: MakeWorkspace) -> None:
+def test_an_event_replayed_ten_times_is_applied_once(workspace: Workspace) -> None:
     # given a top-up event
-    workspace = make_workspace()
     before = balance_get(workspace_id=workspace.pk).balance_micros
+    start = balance_get(workspace_id=workspace.pk).last_entry_id
     event, _ = topup_event(workspace)
 
     # when Stripe delivers it ten times (each delivery re-signed, as Stripe's retries are)
@@ -181,7 +183,7 @@ def test_an_event_replayed_ten_times_is_applied_once(make_workspace: MakeWorkspa
     # then every delivery is a 200, only the first applied, the credit granted once
     assert [r.status_code for r in responses] == [200] * 10
     assert [r.json()["duplicate"] for r in responses] == [False] + [True] * 9
-    assert len(entries(workspace, "topup")) == 1
+    assert len(entries(workspace, "topup", since=start)) == 1
     assert balance_get(workspace_id=workspace.pk).balance_micros == before + 10_000_000
     assert StripeEvent.objects.filter(event_id=event["id"]).count() == 1
 
@@ -238,10 +240,9 @@ def subscribed(workspace: Workspace) -> BillingCustomer:
 
 
 def test_subscription_events_out_of_order_keep_the_newest_state(
-    make_workspace: MakeWorkspace,
+    workspace: Workspace,
 ) -> None:
     # given a pro subscription whose newest event (active) was applied
-    workspace = make_workspace()
     customer = subscribed(workspace)
     sub = subscription_object(customer)
     now = int(time.time())
@@ -264,10 +265,10 @@ def test_subscription_events_out_of_order_keep_the_newest_state(
 
 
 def test_invoice_paid_grants_the_plan_once_and_cancel_returns_to_free(
-    make_workspace: MakeWorkspace,
+    workspace: Workspace,
 ) -> None:
     # given a workspace subscribing to pro
-    workspace = make_workspace()
+    start = balance_get(workspace_id=workspace.pk).last_entry_id
     customer = subscribed(workspace)
     sub = subscription_object(customer)
     now = int(time.time())
@@ -290,7 +291,9 @@ def test_invoice_paid_grants_the_plan_once_and_cancel_returns_to_free(
     assert first.json()["outcome"] == "applied: pro grant of 20,000 credits"
     assert again.json()["outcome"] == "ignored: invoice already granted"
     (grant,) = [
-        e for e in entries(workspace, "plan_grant") if e.idempotency_key.startswith("invoice:")
+        e
+        for e in entries(workspace, "plan_grant", since=start)
+        if e.idempotency_key.startswith("invoice:")
     ]
     assert (grant.delta_micros, grant.revenue_micros) == (20_000_000, 20_000_000)
     assert balance_get(workspace_id=workspace.pk).balance_micros == before + 20_000_000
@@ -300,10 +303,9 @@ def test_invoice_paid_grants_the_plan_once_and_cancel_returns_to_free(
 
 
 def test_metadata_claiming_a_plan_we_never_sold_is_not_believed(
-    make_workspace: MakeWorkspace,
+    workspace: Workspace,
 ) -> None:
     # given a customer whose only subscription Checkout was for pro
-    workspace = make_workspace()
     customer = subscribed(workspace)
 
     # when a subscription arrives whose metadata says enterprise
@@ -367,9 +369,9 @@ def test_a_completed_session_we_did_not_start_is_ignored() -> None:
     assert not LedgerEntry.objects.filter(idempotency_key="topup:cs_test_unknown").exists()
 
 
-def test_an_unpaid_completed_session_waits_for_its_payment(make_workspace: MakeWorkspace) -> None:
+def test_an_unpaid_completed_session_waits_for_its_payment(workspace: Workspace) -> None:
     # given a top-up session completed with a delayed payment method
-    workspace = make_workspace()
+    start = balance_get(workspace_id=workspace.pk).last_entry_id
     event, _ = topup_event(workspace, payment_status="unpaid")
 
     # when checkout.session.completed arrives, then async_payment_succeeded
@@ -380,7 +382,7 @@ def test_an_unpaid_completed_session_waits_for_its_payment(make_workspace: MakeW
     # then the credit comes with the payment, not before
     assert waiting.json()["outcome"] == "ignored: not paid yet"
     assert paid.json()["outcome"] == "applied: top-up of 10,000 credits"
-    assert len(entries(workspace, "topup")) == 1
+    assert len(entries(workspace, "topup", since=start)) == 1
 
 
 def test_other_event_types_are_stored_and_ignored() -> None:

@@ -7,6 +7,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.test import override_settings
@@ -14,7 +15,8 @@ from django.test import override_settings
 from apps.evals.runner import eval_workspace
 from apps.llm.prompts import DEFAULT_ROOT, PromptLibrary, clear_caches
 from apps.workspaces.models import PlanCode, Workspace
-from tests.gateway_support import forget_redis_keys
+from tests.conftest import committed_system_workspace, forget_schema_keys
+from tests.gateway_support import redis_client
 
 V1 = """---
 role: system
@@ -79,12 +81,28 @@ def library(tmp_path: Path) -> Iterator[PromptLibrary]:
     clear_caches()
 
 
+@pytest.fixture(scope="package")
+def _evals_workspace(django_db_setup: None, django_db_blocker: Any) -> Iterator[Workspace]:
+    """The system eval workspace, created as `evals run` creates it, once for these tests."""
+
+    def create() -> Workspace:
+        with override_settings(EVALS_WORKSPACE=f"evals-{uuid.uuid4().hex[:8]}"):
+            return eval_workspace()
+
+    with committed_system_workspace(django_db_blocker, create) as workspace:
+        yield workspace
+
+
 @pytest.fixture
-def eval_ws(db: None, settings) -> Iterator[Workspace]:
-    """A fresh system eval workspace (created as `evals run` creates it), so eval calls never
-    meet the day budgets other tests spent; its Redis counters are deleted afterwards."""
-    settings.EVALS_WORKSPACE = f"evals-{uuid.uuid4().hex[:8]}"
+def eval_ws(_evals_workspace: Workspace, db: None, settings: Any) -> Iterator[Workspace]:
+    """The system eval workspace with a clean Redis namespace (deleted before and after), so eval
+    calls never meet the day budgets other tests spent."""
+    settings.EVALS_WORKSPACE = _evals_workspace.slug
+    client = redis_client()
+    forget_schema_keys(client, _evals_workspace.schema_name)
     workspace = eval_workspace()
+    assert workspace == _evals_workspace
     assert workspace.plan == PlanCode.ENTERPRISE
     yield workspace
-    forget_redis_keys(f"*{workspace.schema_name}*")
+    forget_schema_keys(client, workspace.schema_name)
+    client.close()

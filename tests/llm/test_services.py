@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,9 +17,8 @@ from apps.traces.models import LlmCallLog, LlmTrace
 from apps.traces.services import call_records_flush
 from apps.workspaces.ai import ai_settings_get
 from apps.workspaces.models import PlanCode, User, Workspace
-from apps.workspaces.services import workspace_create
 from tests.fakes import FakeAnthropicServer, FakeOpenAIServer
-from tests.gateway_support import ask, forget_redis_keys, gateway_settings, unique, user_actor
+from tests.gateway_support import ask, gateway_settings, unique, user_actor
 
 pytestmark = pytest.mark.django_db
 
@@ -47,12 +45,10 @@ def fake_anthropic() -> Iterator[FakeAnthropicServer]:
 
 
 @pytest.fixture
-def fresh_workspace(owner: User) -> Iterator[Workspace]:
-    """A workspace of its own, so today's budget counters start at zero (Redis outlives the
-    test transaction: its keys are deleted afterwards)."""
-    workspace = workspace_create(name="Budgets", slug=f"b{uuid.uuid4().hex[:12]}", owner=owner)
-    yield workspace
-    forget_redis_keys(f"{workspace.schema_name}:*")
+def fresh_workspace(acme: Workspace, fresh_redis: object) -> Workspace:
+    """acme with a clean Redis namespace, so today's budget counters start at zero (Redis
+    outlives the test transaction: its keys are deleted before and after)."""
+    return acme
 
 
 def test_an_offline_call_leaves_one_call_log_row_and_one_trace_row(

@@ -6,7 +6,6 @@ body, a removed alias — and through the real gateway (`chat_trace`) when it ne
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -18,11 +17,11 @@ from django.utils import timezone
 
 from apps.llm.core.types import ChatRequest
 from apps.llm.services import llm_chat
-from apps.traces.models import LlmCallLog, LlmTrace
+from apps.traces.models import LlmTrace
 from apps.traces.services import call_records_flush
 from apps.workspaces.models import User, Workspace
 from tests.conftest import host_client
-from tests.factories import UserFactory
+from tests.factories import LlmTraceFactory, UserFactory
 from tests.gateway_support import user_actor
 
 CONVERSATION = [
@@ -79,40 +78,13 @@ def make_trace(
     **call: Any,
 ) -> LlmTrace:
     """A call-log row and its trace, as `call_records_flush` would store them."""
-    when = created_at or timezone.now()
-    trace_id = uuid.uuid4()
-    fields: dict[str, Any] = {
-        "actor_type": "user",
-        "actor_id": "1",
-        "feature": "chat",
-        "alias": "smart",
-        "provider": "local",
-        "model": "local-smart",
-        "status": "ok",
-        "input_tokens": 40,
-        "output_tokens": 12,
-        "cost_micros": 1_234,
-        "duration_ms": 321.0,
-        "offline": True,
-        **call,
-    }
-    log = LlmCallLog.objects.create(
-        call_id=uuid.uuid4(),
-        request_id=uuid.uuid4().hex,
-        trace_id=trace_id,
+    return LlmTraceFactory.create(
         workspace=workspace,
-        created_at=when,
-        **fields,
-    )
-    return LlmTrace.objects.create(
-        trace_id=trace_id,
-        call=log,
-        workspace=workspace,
+        created_at=created_at or timezone.now(),
         messages=CONVERSATION if messages is None else messages,
-        params={"max_tokens": 512, "temperature": None, "stream": False},
         response=response,
         score=score,
-        created_at=when,
+        **{f"call__{name}": value for name, value in call.items()},
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
 from apps.console.replay import answer_diff, platform_workspace
 from apps.llm.prompts import clear_caches
@@ -20,9 +20,10 @@ from apps.traces.models import LlmCallLog, LlmTrace, LlmTraceRaw, TraceAccess
 from apps.traces.services import call_records_flush
 from apps.workspaces.ai import ai_settings_get
 from apps.workspaces.models import PlanCode, User, Workspace
+from tests.conftest import committed_system_workspace, forget_schema_keys
 from tests.fakes import FakeAnthropicServer
 from tests.fakes.script import Fault
-from tests.gateway_support import ask, forget_redis_keys, gateway_settings, unique
+from tests.gateway_support import ask, gateway_settings, redis_client, unique
 from tests.traces.admin_support import admin_client, admin_url, chat_trace, make_trace, support
 
 pytestmark = pytest.mark.django_db
@@ -35,13 +36,28 @@ def _offline_glue() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="module")
+def _platform(django_db_setup: None, django_db_blocker: Any) -> Iterator[Workspace]:
+    """The platform workspace, created as the first replay creates it, once for these tests."""
+
+    def create() -> Workspace:
+        with override_settings(PLATFORM_WORKSPACE=f"platform-{uuid.uuid4().hex[:8]}"):
+            return platform_workspace()
+
+    with committed_system_workspace(django_db_blocker, create) as workspace:
+        yield workspace
+
+
 @pytest.fixture
-def platform(db: None, settings: Any) -> Iterator[Workspace]:
-    """A fresh platform workspace, so replays never meet budgets other tests spent."""
-    settings.PLATFORM_WORKSPACE = f"platform-{uuid.uuid4().hex[:8]}"
-    workspace = platform_workspace()
-    yield workspace
-    forget_redis_keys(f"*{workspace.schema_name}*")
+def platform(_platform: Workspace, db: None, settings: Any) -> Iterator[Workspace]:
+    """The platform workspace with a clean Redis namespace (deleted before and after), so
+    replays never meet budgets other tests spent."""
+    settings.PLATFORM_WORKSPACE = _platform.slug
+    client = redis_client()
+    forget_schema_keys(client, _platform.schema_name)
+    yield _platform
+    forget_schema_keys(client, _platform.schema_name)
+    client.close()
 
 
 def _replay(client: Client, trace: LlmTrace, **data: str) -> str:

@@ -17,7 +17,6 @@ from django.core.management.base import CommandError
 from django_tenants.utils import schema_context
 
 from apps.agents.chat.services import conversation_create, feedback_set
-from apps.agents.models import Message
 from apps.traces.models import (
     LATENCY_BOUNDS_MS,
     LATENCY_BUCKETS,
@@ -35,6 +34,7 @@ from apps.traces.rollups import (
 )
 from apps.traces.services import call_records_flush
 from apps.workspaces.models import User, Workspace
+from tests.factories import MessageFactory
 from tests.traces.rollup_support import CallRecordFactory, queue
 
 pytestmark = pytest.mark.django_db
@@ -178,13 +178,8 @@ def test_feedback_moves_the_thumbs_counts(acme: Workspace, member: User) -> None
     call_records_flush()
     with schema_context(acme.schema_name):
         conversation = conversation_create(user=member)
-        answer = Message.objects.create(
-            conversation=conversation,
-            role="assistant",
-            author_type="agent",
-            author_id="1",
-            content="Hello",
-            trace_id=uuid.UUID(record.trace_id),
+        answer = MessageFactory.create(
+            conversation=conversation, trace_id=uuid.UUID(record.trace_id)
         )
 
         # when the member rates it up, twice, then changes their mind

@@ -31,13 +31,15 @@ class CircuitBreaker:
     cooldown: float = 30.0  # seconds before one trial call is let through again
     _states: dict[str, _State] = field(default_factory=dict)
     fallbacks: Counter[str] = field(default_factory=Counter)  # fallbacks away from each provider
+    # Seconds on a monotonic clock; tests pass one they move by hand instead of sleeping.
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
     def allows(self, circuit: str, *, now: float | None = None) -> bool:
         """Closed, or open for longer than the cool-down (half-open: a trial may go)."""
         state = self._states.get(circuit)
         if state is None or state.opened_at is None:
             return True
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         return now - state.opened_at >= self.cooldown
 
     def begin(self, circuit: str, *, now: float | None = None) -> None:
@@ -45,7 +47,7 @@ class CircuitBreaker:
         calls arriving meanwhile keep skipping the provider instead of all waiting on it."""
         state = self._states.get(circuit)
         if state is not None and state.opened_at is not None:
-            state.opened_at = time.monotonic() if now is None else now
+            state.opened_at = self.clock() if now is None else now
 
     def record_success(self, circuit: str) -> None:
         self._states.pop(circuit, None)
@@ -54,7 +56,7 @@ class CircuitBreaker:
         state = self._states.setdefault(circuit, _State())
         state.failures += 1
         if state.failures >= self.threshold:
-            state.opened_at = time.monotonic() if now is None else now
+            state.opened_at = self.clock() if now is None else now
 
     def is_open(self, circuit: str) -> bool:
         return not self.allows(circuit)
