@@ -20,8 +20,7 @@ from apps.agents.models import Agent, Conversation
 from apps.agents.models import Message as ChatMessage
 from apps.traces.models import LlmTrace, LlmTraceRaw
 from apps.workspaces.models import User, Workspace
-from tests.gateway_support import ask, gateway_settings, unique
-from tests.traces.admin_support import (
+from tests.console.admin_support import (
     admin_client,
     admin_url,
     chat_trace,
@@ -29,6 +28,7 @@ from tests.traces.admin_support import (
     make_trace,
     support,
 )
+from tests.gateway_support import ask, gateway_settings, unique
 
 pytestmark = pytest.mark.django_db
 __all__ = ["finance", "support"]  # fixtures

@@ -21,10 +21,10 @@ from apps.traces.services import call_records_flush
 from apps.workspaces.ai import ai_settings_get
 from apps.workspaces.models import PlanCode, User, Workspace
 from tests.conftest import committed_system_workspace, forget_schema_keys
+from tests.console.admin_support import admin_client, admin_url, chat_trace, make_trace, support
 from tests.fakes import FakeAnthropicServer
 from tests.fakes.script import Fault
 from tests.gateway_support import ask, gateway_settings, redis_client, unique
-from tests.traces.admin_support import admin_client, admin_url, chat_trace, make_trace, support
 
 pytestmark = pytest.mark.django_db
 __all__ = ["support"]  # fixtures

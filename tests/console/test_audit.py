@@ -14,8 +14,7 @@ from django.contrib.auth.models import Group
 from apps.console.replay import platform_workspace
 from apps.traces.models import LlmTrace, LlmTraceRaw, TraceAccess
 from apps.workspaces.models import User, Workspace
-from tests.gateway_support import forget_redis_keys, gateway_settings, unique
-from tests.traces.admin_support import (
+from tests.console.admin_support import (
     admin_client,
     admin_url,
     finance,
@@ -24,6 +23,7 @@ from tests.traces.admin_support import (
     superuser,
     support,
 )
+from tests.gateway_support import forget_redis_keys, gateway_settings, unique
 
 pytestmark = pytest.mark.django_db
 __all__ = ["finance", "superuser", "support"]  # fixtures
