@@ -60,6 +60,7 @@ SHARED_APPS = [
 ]
 TENANT_APPS = [
     "apps.llm",
+    "apps.rag",
     "apps.agents",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -286,6 +287,15 @@ API_KEY_DEFAULT_RATE_LIMIT = env.int("API_KEY_DEFAULT_RATE_LIMIT", default=600)
 CHAT_DEFAULT_ALIAS = env.str("CHAT_DEFAULT_ALIAS", default="smart")
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=20_000)
 CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=40)
+
+# --- RAG: documents of a workspace --------------------------------------------------------------
+RAG_MAX_FILE_BYTES = env.int("RAG_MAX_FILE_BYTES", default=20_000_000)
+RAG_MAX_DOCUMENTS = env.int("RAG_MAX_DOCUMENTS", default=1_000)
+# Chunk sizes in tokens; the offline embedding model reads at most 256 wordpieces.
+RAG_CHUNK_TARGET_TOKENS = env.int("RAG_CHUNK_TARGET_TOKENS", default=200)
+RAG_CHUNK_MAX_TOKENS = env.int("RAG_CHUNK_MAX_TOKENS", default=256)
+RAG_CHUNK_OVERLAP_TOKENS = env.int("RAG_CHUNK_OVERLAP_TOKENS", default=30)
+RAG_EMBED_BATCH = env.int("RAG_EMBED_BATCH", default=64)  # texts per embedding call
 # The largest request body the /v1 API reads (bytes); larger ones get a JSON 413.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=4 * 1024 * 1024)
 # Limits per plan are data (billing.Plan); a workspace's AI settings may override them.

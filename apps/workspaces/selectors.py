@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import connection
 from django.db.models import QuerySet
 from django.http import Http404
 
@@ -63,3 +64,11 @@ def invitation_by_token(*, token: str) -> Invitation | None:
         .filter(token_hash=hash_token(token))
         .first()
     )
+
+
+def workspace_current() -> Workspace:
+    """The workspace whose schema the connection uses (a Celery task entered it for us)."""
+    tenant = connection.tenant  # type: ignore[attr-defined]  # django-tenants adds it
+    if not isinstance(tenant, Workspace) or tenant.is_public:
+        raise RuntimeError("No workspace schema is active on this connection.")
+    return tenant

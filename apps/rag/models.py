@@ -1,0 +1,125 @@
+"""Collections, documents and chunks: tenant-schema tables, so a workspace's knowledge and its
+vector index live in its own schema and every search is tenant-scoped by construction (no
+cross-schema index, no post-filter). See docs/architecture.md, "Tenancy"."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from pgvector.django import VectorField
+
+from apps.common.models import BaseModel
+
+
+class Collection(BaseModel):
+    """A named set of documents. Every workspace has a default one; agents may be limited to
+    some collections."""
+
+    name = models.CharField(max_length=100)
+    is_default = models.BooleanField(default=False)
+    created_by_id = models.BigIntegerField(null=True, blank=True)  # a public-schema user
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["name"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["name"], name="rag_collection_unique_name"),
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=models.Q(is_default=True),
+                name="rag_one_default_collection",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Document(BaseModel):
+    class Source(models.TextChoices):
+        UPLOAD = "upload"
+        URL = "url"
+        TEXT = "text"
+        API = "api"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        PARSING = "parsing"
+        CHUNKING = "chunking"
+        EMBEDDING = "embedding"
+        READY = "ready"
+        PAUSED = "paused"  # out of credit or budget: resumes where it stopped
+        FAILED = "failed"
+
+    collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="documents")
+    title = models.CharField(max_length=300)
+    source = models.CharField(max_length=8, choices=Source.choices)
+    filename = models.CharField(max_length=255, blank=True)
+    url = models.URLField(max_length=2000, blank=True)
+    mime = models.CharField(max_length=100, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    content_hash = models.CharField(max_length=64)  # sha256 of the bytes
+    version = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)  # why it failed or paused, for a person
+    created_by_id = models.BigIntegerField(null=True, blank=True)  # a public-schema user
+    chunk_count = models.PositiveIntegerField(default=0)
+    embedding_model = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-created_at", "-pk"]
+        indexes: ClassVar[list[models.Index]] = [models.Index(fields=["collection", "status"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class DocumentFile(models.Model):
+    """The document's bytes as received, kept in the workspace's schema (re-index and re-embed
+    read them again; deleting the document deletes them)."""
+
+    document = models.OneToOneField(
+        Document, on_delete=models.CASCADE, primary_key=True, related_name="file"
+    )
+    data = models.BinaryField()
+
+    def __str__(self) -> str:
+        return f"file of {self.document_id}"
+
+
+class Chunk(models.Model):
+    """A passage of a document, as embedded and as cited.
+
+    `vector` has no fixed dimensions, so documents of models with different sizes can coexist
+    while a workspace switches models; each size gets its own partial HNSW index on
+    `vector::vector(<dims>)` (migration 0002), which a search uses by filtering on `dims` and
+    casting the same way. A chunk without a vector is waiting to be embedded."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    ordinal = models.PositiveIntegerField()
+    text = models.TextField()
+    embed_text = models.TextField()  # the heading path, then the text: what is embedded
+    heading_path = ArrayField(models.CharField(max_length=300), default=list, blank=True)
+    page = models.PositiveIntegerField(null=True, blank=True)
+    token_count = models.PositiveIntegerField()
+    content_hash = models.CharField(max_length=64)  # sha256 of embed_text
+    embedding_model = models.CharField(max_length=100, blank=True)
+    dims = models.PositiveSmallIntegerField(null=True, blank=True)
+    vector = VectorField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["document", "ordinal"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["document", "ordinal"], name="rag_chunk_ordinal"),
+        ]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(
+                fields=["document"],
+                condition=models.Q(vector__isnull=True),
+                name="rag_chunk_unembedded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.ordinal}"

@@ -1,0 +1,274 @@
+"""Writes for RAG: adding documents and indexing them. Sync (the ORM), run inside the
+workspace's schema: views and the API call `document_add`; the Celery task calls
+`document_index`.
+
+Indexing is resumable. Parsing and chunking write every chunk of the document in one
+transaction, without vectors; embedding then fills vectors batch by batch through the
+gateway's `embed` alias (metered, budgeted and billed like any call). A worker killed midway
+leaves chunks without vectors, and the next run (Celery redelivers: acks_late) embeds only
+those — no chunk is written twice. A workspace out of credit or budget gets its document
+paused with the reason, never a half-embedded document shown as ready. Re-indexing keeps the
+vector of every chunk whose text did not change (same hash, same model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import structlog
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+
+from apps.common.errors import ApplicationError
+from apps.llm.services import Actor, BudgetExceededError, GatewayError, count_tokens, llm_embed
+from apps.workspaces.models import User, Workspace
+
+from .ingest.chunk import chunk_document
+from .ingest.parse import ParseError, parse_document
+from .models import Chunk, Collection, Document, DocumentFile
+
+log = structlog.get_logger(__name__)
+
+Status = Document.Status
+EMBED_FEATURE = "rag.embed"
+
+
+def collection_default() -> Collection:
+    """The workspace's default collection, created on first use."""
+    found = Collection.objects.filter(is_default=True).first()
+    if found is not None:
+        return found
+    with transaction.atomic():
+        found, _ = Collection.objects.get_or_create(is_default=True, defaults={"name": "Documents"})
+    return found
+
+
+_UNSAFE = re.compile(r"[^\w.\- ()]+")
+
+
+def clean_filename(name: str) -> str:
+    """The file's own name, safe to show and store: no directories (path traversal), no
+    control characters, at most 200 characters; "document" when nothing is left."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = _UNSAFE.sub("_", name).strip(" .")
+    return name[:200] or "document"
+
+
+def _check_size(size: int) -> None:
+    if size <= 0:
+        raise ApplicationError("The file is empty.", field="file")
+    limit = settings.RAG_MAX_FILE_BYTES
+    if size > limit:
+        raise ApplicationError(
+            f"The file is {_human(size)}; the limit is {_human(limit)}.", field="file"
+        )
+
+
+def _human(size: int) -> str:
+    if size >= 1_000_000:
+        return f"{size / 1e6:,.1f} MB"
+    return f"{size:,} bytes"
+
+
+def _check_count() -> None:
+    limit = settings.RAG_MAX_DOCUMENTS
+    if Document.objects.count() >= limit:
+        raise ApplicationError(
+            f"This workspace has {limit:,} documents, the most it can hold; delete some first.",
+            field="file",
+        )
+
+
+def document_add(
+    *,
+    user: User,
+    data: bytes,
+    filename: str,
+    mime: str = "",
+    source: str = Document.Source.UPLOAD,
+    title: str = "",
+    collection: Collection | None = None,
+) -> Document:
+    """Store a document's bytes and queue it for indexing (after the commit)."""
+    _check_size(len(data))
+    filename = clean_filename(filename)
+    title = (title or filename).strip()[:300]
+    with transaction.atomic():
+        _check_count()
+        document = Document.objects.create(
+            collection=collection or collection_default(),
+            title=title,
+            source=source,
+            filename=filename,
+            mime=(mime or "")[:100],
+            size_bytes=len(data),
+            content_hash=hashlib.sha256(data).hexdigest(),
+            created_by_id=user.pk,
+        )
+        DocumentFile.objects.create(document=document, data=data)
+        transaction.on_commit(lambda: _enqueue(document.pk))
+    log.info("rag.document_added", document_id=document.pk, size=len(data), source=source)
+    return document
+
+
+# Sent by name: the task module imports this one. The project's Celery app adds the sender's
+# schema to the message (tenant-schemas-celery), so the task runs in this workspace.
+INDEX_TASK = "apps.rag.tasks.index_document"
+
+
+def _enqueue(document_id: int) -> None:
+    current_app.send_task(INDEX_TASK, args=[document_id])
+
+
+@dataclass(frozen=True, slots=True)
+class IndexResult:
+    status: str
+    embedded: int  # chunks embedded by this run
+    reused: int  # chunks whose vector was kept from before
+
+
+def _set_status(document_id: int, status: str, **fields: object) -> int:
+    """Update by id: a document deleted meanwhile updates nothing (and leaves no orphans)."""
+    return Document.objects.filter(pk=document_id).update(status=status, **fields)
+
+
+def document_index(*, workspace: Workspace, document_id: int) -> IndexResult:
+    """Parse, chunk and embed a document; resume its embedding if it was interrupted."""
+    document = Document.objects.filter(pk=document_id).first()
+    if document is None:
+        return IndexResult(status="gone", embedded=0, reused=0)
+    reused = 0
+    resuming = document.status in (Status.EMBEDDING, Status.PAUSED) and document.chunks.exists()
+    if not resuming:
+        try:
+            reused = _rechunk(document)
+        except ParseError as exc:
+            _set_status(document.pk, Status.FAILED, error=exc.message, chunk_count=0)
+            log.info("rag.document_failed", document_id=document.pk, error=exc.message)
+            return IndexResult(status=Status.FAILED, embedded=0, reused=0)
+    _set_status(document.pk, Status.EMBEDDING, error="")
+    return _embed(workspace, document, reused=reused)
+
+
+def _rechunk(document: Document) -> int:
+    """Replace the document's chunks by those of its current bytes; keep the vectors of chunks
+    whose text is unchanged. Returns how many vectors were kept."""
+    _set_status(document.pk, Status.PARSING, error="")
+    data = bytes(DocumentFile.objects.get(document=document).data)
+    parsed = parse_document(data, filename=document.filename, mime=document.mime or None)
+    _set_status(document.pk, Status.CHUNKING)
+    pieces = chunk_document(
+        parsed,
+        count=count_tokens,
+        target_tokens=settings.RAG_CHUNK_TARGET_TOKENS,
+        max_tokens=settings.RAG_CHUNK_MAX_TOKENS,
+        overlap_tokens=settings.RAG_CHUNK_OVERLAP_TOKENS,
+    )
+    if not pieces:
+        raise ParseError("No text found in this document.", field="file")
+    with transaction.atomic():
+        kept = {
+            c.content_hash: c
+            for c in Chunk.objects.filter(document=document, vector__isnull=False).only(
+                "content_hash", "vector", "dims", "embedding_model"
+            )
+        }
+        Chunk.objects.filter(document=document).delete()
+        rows = []
+        reused = 0
+        for piece in pieces:
+            old = kept.get(piece.content_hash)
+            if old is not None:
+                reused += 1
+            rows.append(
+                Chunk(
+                    document=document,
+                    ordinal=piece.ordinal,
+                    text=piece.text,
+                    embed_text=piece.embed_text,
+                    heading_path=list(piece.heading_path),
+                    page=piece.page,
+                    token_count=piece.token_count,
+                    content_hash=piece.content_hash,
+                    embedding_model=old.embedding_model if old else "",
+                    dims=old.dims if old else None,
+                    vector=old.vector if old else None,
+                )
+            )
+        Chunk.objects.bulk_create(rows)
+        Document.objects.filter(pk=document.pk).update(chunk_count=len(rows))
+    return reused
+
+
+def _embed(workspace: Workspace, document: Document, *, reused: int) -> IndexResult:
+    actor = Actor("system", "rag")
+    embedded = 0
+    model = ""
+    while True:
+        todo = list(
+            Chunk.objects.filter(document=document, vector__isnull=True)
+            .order_by("ordinal")
+            .values_list("pk", "embed_text")[: settings.RAG_EMBED_BATCH]
+        )
+        if not todo:
+            if model and _drop_other_models(document, model):
+                continue  # kept vectors of another model: never mix models in one index
+            break
+        try:
+            reply = llm_embed(
+                workspace=workspace,
+                actor=actor,
+                feature=EMBED_FEATURE,
+                inputs=tuple(text for _, text in todo),
+                request_id=f"rag-{document.pk}-{todo[0][0]}",
+            )
+        except BudgetExceededError as exc:
+            reason = f"Paused: {exc.message} Re-index it to resume."
+            _set_status(document.pk, Status.PAUSED, error=reason)
+            return IndexResult(status=Status.PAUSED, embedded=embedded, reused=reused)
+        except GatewayError as exc:
+            reason = f"The embedding model failed: {exc.message} Re-index to try again."
+            _set_status(document.pk, Status.FAILED, error=reason)
+            return IndexResult(status=Status.FAILED, embedded=embedded, reused=reused)
+        model = reply.model
+        for (pk, _), vector in zip(todo, reply.vectors, strict=True):
+            Chunk.objects.filter(pk=pk).update(
+                vector=list(vector), dims=len(vector), embedding_model=model
+            )
+        embedded += len(todo)
+    if not model:  # every vector was kept from before
+        found = Chunk.objects.filter(document=document).values_list("embedding_model", flat=True)
+        model = found.first() or ""
+    if not _set_status(document.pk, Status.READY, error="", embedding_model=model):
+        return IndexResult(status="gone", embedded=embedded, reused=reused)
+    log.info("rag.document_ready", document_id=document.pk, embedded=embedded, reused=reused)
+    return IndexResult(status=Status.READY, embedded=embedded, reused=reused)
+
+
+def _drop_other_models(document: Document, model: str) -> int:
+    """Forget vectors of chunks embedded with another model than `model` (to embed again)."""
+    return (
+        Chunk.objects.filter(document=document, vector__isnull=False)
+        .exclude(embedding_model=model)
+        .update(vector=None, dims=None, embedding_model="")
+    )
+
+
+def document_reindex(*, document: Document) -> Document:
+    """Parse, chunk and embed the document again (after a failure or a pause, or to pick up a
+    better parser); unchanged chunks keep their vectors."""
+    _set_status(document.pk, Status.QUEUED, error="")
+    transaction.on_commit(lambda: _enqueue(document.pk))
+    document.refresh_from_db()
+    return document
+
+
+def document_delete(*, document: Document) -> None:
+    """The document, its bytes and its chunks (vectors included), at once."""
+    document.delete()
