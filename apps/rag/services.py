@@ -17,6 +17,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from celery import current_app
@@ -29,6 +30,7 @@ from apps.workspaces.models import User, Workspace
 
 from .ingest.chunk import chunk_document
 from .ingest.parse import ParseError, parse_document
+from .live import document_changed
 from .models import Chunk, Collection, Document, DocumentFile
 
 log = structlog.get_logger(__name__)
@@ -113,6 +115,7 @@ def document_add(
         )
         DocumentFile.objects.create(document=document, data=data)
         transaction.on_commit(lambda: _enqueue(document.pk))
+        document_changed(document.pk, status=document.status, title=document.title)
     log.info("rag.document_added", document_id=document.pk, size=len(data), source=source)
     return document
 
@@ -133,9 +136,14 @@ class IndexResult:
     reused: int  # chunks whose vector was kept from before
 
 
-def _set_status(document_id: int, status: str, **fields: object) -> int:
-    """Update by id: a document deleted meanwhile updates nothing (and leaves no orphans)."""
-    return Document.objects.filter(pk=document_id).update(status=status, **fields)
+def _set_status(document_id: int, status: str, **fields: Any) -> int:
+    """Update by id: a document deleted meanwhile updates nothing (and leaves no orphans).
+    Members' pages hear of it over the workspace socket."""
+    changed = Document.objects.filter(pk=document_id).update(status=status, **fields)
+    if changed:
+        shown = {k: v for k, v in fields.items() if k in ("error", "chunk_count")}
+        document_changed(document_id, status=status, **shown)
+    return changed
 
 
 def document_index(*, workspace: Workspace, document_id: int) -> IndexResult:
@@ -271,4 +279,7 @@ def document_reindex(*, document: Document) -> Document:
 
 def document_delete(*, document: Document) -> None:
     """The document, its bytes and its chunks (vectors included), at once."""
-    document.delete()
+    pk = document.pk
+    with transaction.atomic():
+        document.delete()
+        document_changed(pk, status="deleted")

@@ -15,7 +15,12 @@ from .selectors import membership_get
 
 def workspace_group(workspace: Workspace) -> str:
     """Channel group of a workspace; starts with the schema name."""
-    return f"{workspace.schema_name}.workspace"
+    return schema_group(workspace.schema_name)
+
+
+def schema_group(schema: str) -> str:
+    """The workspace group of the workspace whose schema is `schema`."""
+    return f"{schema}.workspace"
 
 
 @in_workspace_schema

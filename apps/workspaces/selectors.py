@@ -6,6 +6,8 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.http import Http404
 
+from apps.common.tenancy import current_schema
+
 from .models import Invitation, Membership, User, Workspace, hash_token
 
 
@@ -67,8 +69,12 @@ def invitation_by_token(*, token: str) -> Invitation | None:
 
 
 def workspace_current() -> Workspace:
-    """The workspace whose schema the connection uses (a Celery task entered it for us)."""
+    """The workspace whose schema the connection uses (a Celery task or `schema_context`
+    entered it). Raises RuntimeError in the public schema."""
     tenant = connection.tenant  # type: ignore[attr-defined]  # django-tenants adds it
-    if not isinstance(tenant, Workspace) or tenant.is_public:
+    if isinstance(tenant, Workspace) and not tenant.is_public:
+        return tenant
+    found = Workspace.objects.tenants().filter(schema_name=current_schema()).first()
+    if found is None:
         raise RuntimeError("No workspace schema is active on this connection.")
-    return tenant
+    return found
