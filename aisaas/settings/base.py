@@ -296,6 +296,13 @@ RAG_CHUNK_TARGET_TOKENS = env.int("RAG_CHUNK_TARGET_TOKENS", default=200)
 RAG_CHUNK_MAX_TOKENS = env.int("RAG_CHUNK_MAX_TOKENS", default=256)
 RAG_CHUNK_OVERLAP_TOKENS = env.int("RAG_CHUNK_OVERLAP_TOKENS", default=30)
 RAG_EMBED_BATCH = env.int("RAG_EMBED_BATCH", default=64)  # texts per embedding call
+
+# --- Fetching URLs users or agents chose (apps/common/fetch.py: no private addresses) ----------
+FETCH_MAX_BYTES = env.int("FETCH_MAX_BYTES", default=10_000_000)
+FETCH_TIMEOUT = env.float("FETCH_TIMEOUT", default=10.0)
+FETCH_MAX_REDIRECTS = env.int("FETCH_MAX_REDIRECTS", default=5)
+# CIDRs fetched even though private (e.g. an intranet wiki); empty: public addresses only.
+FETCH_ALLOWED_NETWORKS = env.list("FETCH_ALLOWED_NETWORKS", default=[])
 # The largest request body the /v1 API reads (bytes); larger ones get a JSON 413.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=4 * 1024 * 1024)
 # Limits per plan are data (billing.Plan); a workspace's AI settings may override them.
