@@ -181,3 +181,9 @@ def test_a_server_that_never_answers_times_out() -> None:
             fetch_url(f"http://127.0.0.1:{silent.getsockname()[1]}/", timeout=0.5)
     finally:
         silent.close()
+
+
+def test_a_name_is_resolved_by_the_system_and_each_address_checked(server: str) -> None:
+    port = server.rsplit(":", 1)[1]
+    with pytest.raises(FetchError, match="private network"):
+        fetch_url(f"http://localhost:{port}/page")  # the real resolver: 127.0.0.1 (and ::1)
