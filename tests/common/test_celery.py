@@ -62,11 +62,11 @@ def test_a_document_added_in_a_workspace_is_indexed_by_the_worker_there(celery_w
 
     try:
         # when the worker picks up the task sent by name after the commit
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90  # the first document loads the embedding model
         while run_committed(status)[0] not in ("ready", "failed") and time.monotonic() < deadline:
             time.sleep(0.2)
         # then it indexed the document in acme's schema
-        assert run_committed(status) == ("ready", 1)
+        assert run_committed(status) == ("ready", 1), celery_worker.output()[-3000:]
     finally:
 
         def delete() -> None:
