@@ -72,5 +72,9 @@ shell: $(STAMP) ## Django shell on the dev services
 bench-http: $(STAMP) ## LiteLLM's proxy vs our /v1 over HTTP, ~9 min (.venv-litellm on first run; BENCH_ARGS=--quick)
 	$(BIN)/python -m benchmarks.http_gateway $(BENCH_ARGS)
 
+.PHONY: bench-rag
+bench-rag: $(STAMP) ## BEIR SciFact through our BM25, dense and fused retrieval: nDCG@10, latency, ingestion (~20 min on 2 vCPU)
+	$(BIN)/python -m benchmarks.rag.scifact $(BENCH_ARGS)
+
 clean: services-down ## Stop services and delete .data (all local data!) and caches
 	rm -rf .data staticfiles .pytest_cache .mypy_cache .ruff_cache

@@ -123,3 +123,40 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.ordinal}"
+
+
+class Term(models.Model):
+    """One posting of the lexical (BM25) index: a stemmed term of a chunk's `embed_text`, how
+    often it occurs there (`tf`) and the chunk's length in terms (`dl`, repeated on every
+    posting so scoring reads only this table). Written with the chunks, in the same
+    transaction (apps/rag/lexical.py); the primary key (term, chunk) is the term index a query
+    reads, and df is counted from it at query time.
+
+    The foreign key is DO_NOTHING for Django and ON DELETE CASCADE in the database (migration
+    0003): deleting chunks stays one fast DELETE instead of Django loading every chunk (vectors
+    included) to collect its postings, and every way chunks go (re-index, document delete)
+    takes their postings with them."""
+
+    pk = models.CompositePrimaryKey("term", "chunk")
+    term = models.TextField()
+    chunk = models.ForeignKey(
+        Chunk, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    tf = models.PositiveIntegerField()
+    dl = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.term}@{self.chunk_id}"
+
+
+class LexicalStats(models.Model):
+    """The schema's BM25 corpus statistics, one row (id 1): how many chunks have postings and
+    their total length. Kept by a statement trigger on rag_term (migration 0003), so inserts,
+    re-index and cascaded deletes all count, whichever code path ran them."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    chunks = models.BigIntegerField(default=0)
+    tokens = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.chunks} chunks, {self.tokens} terms"

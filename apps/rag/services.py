@@ -30,6 +30,7 @@ from apps.workspaces.models import User, Workspace
 
 from .ingest.chunk import chunk_document
 from .ingest.parse import ParseError, parse_document
+from .lexical import postings_write
 from .live import document_changed
 from .models import Chunk, Collection, Document, DocumentFile
 
@@ -210,6 +211,7 @@ def _rechunk(document: Document) -> int:
                 )
             )
         Chunk.objects.bulk_create(rows)
+        postings_write(document.pk)  # BM25 postings with the chunks; the old ones cascaded
         Document.objects.filter(pk=document.pk).update(chunk_count=len(rows))
     return reused
 

@@ -1,0 +1,1 @@
+"""RAG retrieval benchmarks (BEIR SciFact)."""
