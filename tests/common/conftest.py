@@ -102,19 +102,23 @@ class CeleryWorker:
         self.process = None
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(
-    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[CeleryWorker]:
-    """The session's worker, not started yet; stopped at the latest when the session ends."""
-    env = {
+def worker_env() -> dict[str, str]:
+    """What a worker process needs to reach this session's test database and Redis."""
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "aisaas.settings.test",
         "DATABASE_URL": _database_url(connection.settings_dict),
         "REDIS_URL": settings.REDIS_URL,
         "PYTHONUNBUFFERED": "1",
     }
-    worker = CeleryWorker(env=env, log=tmp_path_factory.mktemp("celery") / "worker.log")
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CeleryWorker]:
+    """The session's worker, not started yet; stopped at the latest when the session ends."""
+    worker = CeleryWorker(env=worker_env(), log=tmp_path_factory.mktemp("celery") / "worker.log")
     yield worker
     worker.stop()
 

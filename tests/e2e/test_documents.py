@@ -4,19 +4,16 @@ sees the new row appear and become "ready" over the workspace socket, without re
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
-from django.db import connection
 from django_tenants.utils import schema_context
 from playwright.sync_api import BrowserContext, Page, expect
 
 from apps.rag.models import Document
-from tests.asgi_server import AsgiServer, database_url, run_committed
-from tests.common.conftest import CeleryWorker
+from tests.asgi_server import AsgiServer, run_committed
+from tests.common.conftest import CeleryWorker, worker_env
 from tests.factories import PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
@@ -37,14 +34,7 @@ def indexing_worker(
     django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CeleryWorker]:
     """A Celery worker on this session's test database and Redis, for this module only."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "aisaas.settings.test",
-        "DATABASE_URL": database_url(connection.settings_dict),
-        "REDIS_URL": settings.REDIS_URL,
-        "PYTHONUNBUFFERED": "1",
-    }
-    worker = CeleryWorker(env=env, log=tmp_path_factory.mktemp("celery") / "worker.log")
+    worker = CeleryWorker(env=worker_env(), log=tmp_path_factory.mktemp("celery") / "worker.log")
     worker.start()
     yield worker
     worker.stop()
