@@ -76,7 +76,8 @@ SELECT scored.chunk_id, scored.score
 FROM scored
 JOIN rag_chunk c ON c.id = scored.chunk_id
 JOIN rag_document d ON d.id = c.document_id
-WHERE (%(collections)s::bigint[] IS NULL OR d.collection_id = ANY(%(collections)s::bigint[]))
+WHERE d.status = 'ready'
+  AND (%(collections)s::bigint[] IS NULL OR d.collection_id = ANY(%(collections)s::bigint[]))
   AND (%(documents)s::bigint[] IS NULL OR c.document_id = ANY(%(documents)s::bigint[]))
 ORDER BY scored.score DESC, scored.chunk_id
 LIMIT %(limit)s

@@ -154,7 +154,7 @@ def dense_search(
     sql = f"""
         SELECT c.id, 1 - (c.vector::vector({dims}) <=> %(v)s::vector({dims})) AS score
         FROM rag_chunk c JOIN rag_document d ON d.id = c.document_id
-        WHERE c.dims = {dims} AND c.embedding_model = %(model)s
+        WHERE c.dims = {dims} AND c.embedding_model = %(model)s AND d.status = 'ready'
           AND (%(collections)s::bigint[] IS NULL OR d.collection_id = ANY(%(collections)s::bigint[]))
           AND (%(documents)s::bigint[] IS NULL OR c.document_id = ANY(%(documents)s::bigint[]))
         ORDER BY c.vector::vector({dims}) <=> %(v)s::vector({dims})

@@ -159,6 +159,18 @@ def test_a_deleted_document_is_never_returned(acme: Workspace, owner: User) -> N
             assert docs["xk"].pk not in {h.document_id for h in found}, mode
 
 
+@pytest.mark.parametrize("status", ["queued", "parsing", "embedding", "paused", "failed"])
+def test_only_ready_documents_are_searched(acme: Workspace, owner: User, status: str) -> None:
+    # a document being re-indexed (or that failed or paused) keeps old or partial chunks: none
+    # of them may reach an answer until it is ready again
+    with schema_context(acme.schema_name):
+        docs = corpus(acme, owner)
+        Document.objects.filter(pk=docs["xk"].pk).update(status=status)
+        for mode in ("lexical", "dense", "hybrid"):
+            found = search_chunks(workspace=acme, query="error XK-4471", mode=mode)
+            assert docs["xk"].pk not in {h.document_id for h in found}, mode
+
+
 def test_another_workspace_finds_nothing_of_acme(
     acme: Workspace, globex: Workspace, owner: User
 ) -> None:
