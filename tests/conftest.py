@@ -26,6 +26,7 @@ from apps.common.tenancy import use_public_schema
 from apps.workspaces.models import Membership, Role, User, Workspace
 from apps.workspaces.services import SYSTEM_OWNER_EMAIL, workspace_create
 from tests.factories import UserFactory
+from tests.gateway_support import cleared_redis_namespace, forget_redis_keys
 
 _started: list[devstack.Service] = []
 _TEST_DATABASE = re.compile(r"test_aisaas_(\d+)(?:_gw\d+)?")
@@ -134,36 +135,14 @@ def _public_schema_each_test() -> Iterator[None]:
 SESSION_SCHEMAS = ("acme", "globex")
 
 
-def forget_schema_keys(client: redis.Redis, schema: str) -> int:
-    """Delete every Redis key of one workspace schema (`<schema>:*`: credit hash, budget and
-    rate-limit counters, the exact cache, the Django cache), found by SCAN; return how many."""
-    deleted = 0
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=f"{schema}:*", count=1000):
-        batch.append(key)
-        if len(batch) == 500:
-            deleted += int(client.delete(*batch))
-            batch.clear()
-    if batch:
-        deleted += int(client.delete(*batch))
-    return deleted
-
-
 @pytest.fixture
 def fresh_redis() -> Iterator[redis.Redis]:
     """A clean Redis namespace for the session workspaces: every key of `acme` and `globex` is
     deleted before and after the test, so its counters, credit hash and cache start empty as in
     a new workspace — without migrating a new schema. Only those keys: other processes' and the
     platform's keys stay (never FLUSHDB). Yields a client on this process's Redis."""
-    from django.conf import settings
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    for schema in SESSION_SCHEMAS:
-        forget_schema_keys(client, schema)
-    yield client
-    for schema in SESSION_SCHEMAS:
-        forget_schema_keys(client, schema)
-    client.close()
+    with cleared_redis_namespace(*SESSION_SCHEMAS) as client:
+        yield client
 
 
 @contextmanager
@@ -173,8 +152,7 @@ def committed_system_workspace(
     """The system workspace `create` makes (evals, replays), made once for a group of tests:
     committed outside any test's transaction, then deleted with its schema and its Redis keys —
     and the system owner with it when this made that user. Tests give it a clean Redis namespace
-    each (`forget_schema_keys`) where they used to get a new workspace."""
-    from django.conf import settings
+    each (`cleared_redis_namespace`) where they used to get a new workspace."""
 
     with django_db_blocker.unblock():
         owner_existed = User.objects.filter(email=SYSTEM_OWNER_EMAIL).exists()
@@ -182,9 +160,7 @@ def committed_system_workspace(
     try:
         yield workspace
     finally:
-        client = redis.Redis.from_url(settings.REDIS_URL)
-        forget_schema_keys(client, workspace.schema_name)
-        client.close()
+        forget_redis_keys(f"{workspace.schema_name}:*")
         with django_db_blocker.unblock():
             Workspace.objects.get(pk=workspace.pk).delete()  # its schema too (auto_drop_schema)
             if not owner_existed:

@@ -65,11 +65,37 @@ def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
-def forget_redis_keys(pattern: str) -> int:
-    """Delete the keys matching `pattern` (e.g. "ws_x:*"); return how many."""
+def forget_redis_keys(pattern: str, client: redis.Redis | None = None) -> int:
+    """Delete the keys matching `pattern` (e.g. "acme:*": a workspace's credit hash, budget and
+    rate-limit counters, exact cache, Django cache), found by SCAN and deleted in batches;
+    return how many. Never FLUSHDB: other processes' keys stay."""
+    client = client or redis_client()
+    deleted = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) == 500:
+            deleted += int(client.delete(*batch))
+            batch.clear()
+    if batch:
+        deleted += int(client.delete(*batch))
+    return deleted
+
+
+@contextmanager
+def cleared_redis_namespace(*schemas: str) -> Iterator[redis.Redis]:
+    """The Redis keys of `schemas` deleted before and after the block, so counters, credit
+    hashes and caches start empty as in a new workspace — without migrating a new schema.
+    Yields a client on this process's Redis."""
     client = redis_client()
-    keys = list(client.scan_iter(match=pattern, count=1000))
-    return int(client.delete(*keys)) if keys else 0
+    try:
+        for schema in schemas:
+            forget_redis_keys(f"{schema}:*", client)
+        yield client
+        for schema in schemas:
+            forget_redis_keys(f"{schema}:*", client)
+    finally:
+        client.close()
 
 
 def redis_contents(client: redis.Redis | None = None) -> bytes:

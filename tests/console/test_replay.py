@@ -20,11 +20,16 @@ from apps.traces.models import LlmCallLog, LlmTrace, LlmTraceRaw, TraceAccess
 from apps.traces.services import call_records_flush
 from apps.workspaces.ai import ai_settings_get
 from apps.workspaces.models import PlanCode, User, Workspace
-from tests.conftest import committed_system_workspace, forget_schema_keys
+from tests.conftest import committed_system_workspace
 from tests.console.admin_support import admin_client, admin_url, chat_trace, make_trace, support
 from tests.fakes import FakeAnthropicServer
 from tests.fakes.script import Fault
-from tests.gateway_support import ask, gateway_settings, redis_client, unique
+from tests.gateway_support import (
+    ask,
+    cleared_redis_namespace,
+    gateway_settings,
+    unique,
+)
 
 pytestmark = pytest.mark.django_db
 __all__ = ["support"]  # fixtures
@@ -53,11 +58,8 @@ def platform(_platform: Workspace, db: None, settings: Any) -> Iterator[Workspac
     """The platform workspace with a clean Redis namespace (deleted before and after), so
     replays never meet budgets other tests spent."""
     settings.PLATFORM_WORKSPACE = _platform.slug
-    client = redis_client()
-    forget_schema_keys(client, _platform.schema_name)
-    yield _platform
-    forget_schema_keys(client, _platform.schema_name)
-    client.close()
+    with cleared_redis_namespace(_platform.schema_name):
+        yield _platform
 
 
 def _replay(client: Client, trace: LlmTrace, **data: str) -> str:

@@ -15,8 +15,8 @@ from django.test import override_settings
 from apps.evals.runner import eval_workspace
 from apps.llm.prompts import DEFAULT_ROOT, PromptLibrary, clear_caches
 from apps.workspaces.models import PlanCode, Workspace
-from tests.conftest import committed_system_workspace, forget_schema_keys
-from tests.gateway_support import redis_client
+from tests.conftest import committed_system_workspace
+from tests.gateway_support import cleared_redis_namespace
 
 V1 = """---
 role: system
@@ -98,11 +98,8 @@ def eval_ws(_evals_workspace: Workspace, db: None, settings: Any) -> Iterator[Wo
     """The system eval workspace with a clean Redis namespace (deleted before and after), so eval
     calls never meet the day budgets other tests spent."""
     settings.EVALS_WORKSPACE = _evals_workspace.slug
-    client = redis_client()
-    forget_schema_keys(client, _evals_workspace.schema_name)
-    workspace = eval_workspace()
-    assert workspace == _evals_workspace
-    assert workspace.plan == PlanCode.ENTERPRISE
-    yield workspace
-    forget_schema_keys(client, workspace.schema_name)
-    client.close()
+    with cleared_redis_namespace(_evals_workspace.schema_name):
+        workspace = eval_workspace()
+        assert workspace == _evals_workspace
+        assert workspace.plan == PlanCode.ENTERPRISE
+        yield workspace

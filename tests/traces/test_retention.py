@@ -4,7 +4,6 @@ and eval candidates after its masked days, the call log stays; legal hold suspen
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
@@ -22,48 +21,18 @@ from apps.traces.retention import RetentionCounts, all_workspaces_retention_appl
 from apps.traces.tasks import apply_retention
 from apps.workspaces.models import User, Workspace
 from tests.conftest import host_client
-from tests.factories import UserFactory
+from tests.factories import LlmCallLogFactory, LlmTraceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-class CallLogFactory(factory.django.DjangoModelFactory[LlmCallLog]):
-    class Meta:
-        model = LlmCallLog
-
-    call_id = factory.LazyFunction(uuid.uuid4)
-    request_id = factory.LazyFunction(lambda: uuid.uuid4().hex)
-    trace_id = factory.LazyFunction(uuid.uuid4)
-    actor_type = "user"
-    actor_id = "1"
-    feature = "chat"
-    alias = "smart"
-    provider = "local"
-    model = "local-smart"
-    status = "ok"
-    cost_micros = 1234
-    duration_ms = 12.5
-    created_at = T0
-
-
-class TraceFactory(factory.django.DjangoModelFactory[LlmTrace]):
-    class Meta:
-        model = LlmTrace
-
-    call = factory.SubFactory(CallLogFactory, workspace=factory.SelfAttribute("..workspace"))
-    trace_id = factory.SelfAttribute("call.trace_id")
-    messages = factory.LazyFunction(lambda: [{"role": "user", "content": "Mail [EMAIL]"}])
-    response = "Noted."
-    created_at = factory.SelfAttribute("call.created_at")
-
-
 class RawFactory(factory.django.DjangoModelFactory[LlmTraceRaw]):
     class Meta:
         model = LlmTraceRaw
 
-    trace = factory.SubFactory(TraceFactory, workspace=factory.SelfAttribute("..workspace"))
+    trace = factory.SubFactory(LlmTraceFactory, workspace=factory.SelfAttribute("..workspace"))
     messages = factory.LazyFunction(lambda: [{"role": "user", "content": "Mail jane@example.com"}])
     response = "Noted."
     created_at = factory.SelfAttribute("trace.created_at")
@@ -71,8 +40,8 @@ class RawFactory(factory.django.DjangoModelFactory[LlmTraceRaw]):
 
 def stored_call(workspace: Workspace, at: datetime = T0) -> LlmTraceRaw:
     """One call as the flush stores it: call log, masked trace, raw copy, eval candidate."""
-    call = CallLogFactory.create(workspace=workspace, created_at=at)
-    raw = RawFactory.create(workspace=workspace, trace__call=call)
+    call = LlmCallLogFactory.create(workspace=workspace, created_at=at)
+    raw = RawFactory.create(workspace=workspace, trace__call=call, trace__created_at=at)
     EvalCandidate.objects.create(
         trace_id=call.trace_id,
         workspace=workspace,
