@@ -17,7 +17,7 @@ from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.forms.utils import ErrorDict
 
 from .ingest.parse import ParseError, detect_format
-from .services import clean_filename
+from .services import clean_filename, human_size
 
 MAX_FILES = 20  # files in one upload
 BATCH_FILE_LIMITS = 5  # one upload carries at most this many maximal files, in bytes
@@ -27,13 +27,6 @@ ACCEPT = (
     "application/pdf,text/markdown,text/plain,text/html"
 )
 NOTHING_ADDED = "Nothing was added: remove or fix the files named above and upload again."
-
-
-def human_size(size: int) -> str:
-    """Sizes as the service's messages write them."""
-    if size >= 1_000_000:
-        return f"{size / 1e6:,.1f} MB"
-    return f"{size:,} bytes"
 
 
 def max_upload_bytes() -> int:

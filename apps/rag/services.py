@@ -69,11 +69,12 @@ def _check_size(size: int) -> None:
     limit = settings.RAG_MAX_FILE_BYTES
     if size > limit:
         raise ApplicationError(
-            f"The file is {_human(size)}; the limit is {_human(limit)}.", field="file"
+            f"The file is {human_size(size)}; the limit is {human_size(limit)}.", field="file"
         )
 
 
-def _human(size: int) -> str:
+def human_size(size: int) -> str:
+    """A size as the messages about files write it."""
     if size >= 1_000_000:
         return f"{size / 1e6:,.1f} MB"
     return f"{size:,} bytes"
@@ -247,10 +248,12 @@ def _embed(workspace: Workspace, document: Document, *, reused: int) -> IndexRes
             _set_status(document.pk, Status.FAILED, error=reason)
             return IndexResult(status=Status.FAILED, embedded=embedded, reused=reused)
         model = reply.model
-        for (pk, _), vector in zip(todo, reply.vectors, strict=True):
-            Chunk.objects.filter(pk=pk).update(
-                vector=list(vector), dims=len(vector), embedding_model=model
-            )
+        embeddings = [
+            Chunk(pk=pk, vector=list(vector), dims=len(vector), embedding_model=model)
+            for (pk, _), vector in zip(todo, reply.vectors, strict=True)
+        ]
+        # One UPDATE per batch; rows of a document deleted meanwhile are simply not there.
+        Chunk.objects.bulk_update(embeddings, ["vector", "dims", "embedding_model"])
         embedded += len(todo)
     if not model:  # every vector was kept from before
         found = Chunk.objects.filter(document=document).values_list("embedding_model", flat=True)
