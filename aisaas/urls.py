@@ -12,6 +12,7 @@ urlpatterns = [
     path("accounts/signup/", RedirectView.as_view(url=f"{settings.SITE_URL}/accounts/signup/")),
     path("accounts/", include("allauth.urls")),
     path("", include("apps.agents.chat.urls")),
+    path("", include("apps.agents.urls")),
     path("", include("apps.rag.urls")),
     path("", include("apps.workspaces.urls")),
     path("", include("apps.billing.urls")),

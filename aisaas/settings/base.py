@@ -296,6 +296,10 @@ RAG_CHUNK_TARGET_TOKENS = env.int("RAG_CHUNK_TARGET_TOKENS", default=200)
 RAG_CHUNK_MAX_TOKENS = env.int("RAG_CHUNK_MAX_TOKENS", default=256)
 RAG_CHUNK_OVERLAP_TOKENS = env.int("RAG_CHUNK_OVERLAP_TOKENS", default=30)
 RAG_EMBED_BATCH = env.int("RAG_EMBED_BATCH", default=64)  # texts per embedding call
+# Grounded chat (apps/rag/grounding.py): passages retrieved per question, and the least cosine
+# similarity a passage needs to be given to the model (below it, "nothing relevant was found").
+RAG_CHAT_PASSAGES = env.int("RAG_CHAT_PASSAGES", default=5)
+RAG_CHAT_MIN_SIMILARITY = env.float("RAG_CHAT_MIN_SIMILARITY", default=0.3)
 
 # --- Fetching URLs users or agents chose (apps/common/fetch.py: no private addresses) ----------
 FETCH_MAX_BYTES = env.int("FETCH_MAX_BYTES", default=10_000_000)
@@ -361,3 +365,12 @@ EVALS_BASELINE_DIR = env.str("EVALS_BASELINE_DIR", default=str(BASE_DIR / "evals
 EVALS_WORKSPACE = env.str("EVALS_WORKSPACE", default="evals")
 # The share of gateway calls stored as eval candidates (masked) when call records are flushed.
 EVALS_SAMPLE_RATE = env.float("EVALS_SAMPLE_RATE", default=0.01)
+
+# --- agent identity tokens (apps/agents/identity.py) ----------------------------------------
+# Each agent run calls our own HTTP surfaces (MCP, internal API) with a short-lived HS256 token.
+# Its key is always derived under its own label, from AGENT_TOKEN_SECRET or, when that is empty,
+# from SECRET_KEY: never SECRET_KEY itself. Changing it refuses every token in flight (≤ 15 min).
+AGENT_TOKEN_SECRET = env.str("AGENT_TOKEN_SECRET", default="")
+AGENT_TOKEN_AUDIENCE = env.str("AGENT_TOKEN_AUDIENCE", default="aisaas-agent")
+# Seconds a token lives; capped at 900 whatever is set here or asked by the caller.
+AGENT_TOKEN_TTL = env.int("AGENT_TOKEN_TTL", default=600)

@@ -11,11 +11,27 @@ from apps.common.models import BaseModel
 
 
 class Agent(BaseModel):
-    """Who answers in a conversation. Every workspace has a default "Assistant"."""
+    """Who answers in a conversation. Every workspace has a default "Assistant" (no tools).
+
+    An agent's tools are names in the code's tool registry (apps/agents/tools); its limits are
+    budget scopes the gateway reserves atomically with every call (apps/agents/loop.py)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
 
     name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=60, blank=True)  # unique when set; "agent:<slug>" in /v1
+    description = models.CharField(max_length=300, blank=True)
+    # Added to the versioned system prompt: what workspace admins tell this agent.
+    instructions = models.TextField(blank=True)
     alias = models.CharField(max_length=32, default="smart")  # a gateway alias, never a model
     system_prompt = models.CharField(max_length=100, default="chat.system")  # a prompts/ name
+    tools = models.JSONField(default=list, blank=True)  # tool names: the allowlist
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    daily_spend_limit_micros = models.BigIntegerField(null=True, blank=True)  # None: no limit
+    max_steps = models.PositiveSmallIntegerField(default=8)  # model calls per run
+    max_run_cost_micros = models.BigIntegerField(null=True, blank=True)  # None: no cap
     is_default = models.BooleanField(default=False)
     # Users live in the public schema. A foreign key from a workspace's schema would make every
     # user deletion query tables that exist only in workspace schemas, so ids are kept instead.
@@ -27,11 +43,18 @@ class Agent(BaseModel):
                 fields=["is_default"],
                 condition=models.Q(is_default=True),
                 name="agents_one_default_agent",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["slug"], condition=~models.Q(slug=""), name="agents_unique_slug"
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
 
 
 class Conversation(BaseModel):
@@ -89,6 +112,12 @@ class Message(BaseModel):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cost_micros = models.BigIntegerField(default=0)
+    # Grounded answers: the passages of the workspace's documents the model was given, as
+    # apps/rag/grounding.py's Passage.as_dict() plus "cited" (whether the answer cites it).
+    sources = models.JSONField(default=list, blank=True)
+    # An agent's tool steps while answering: [{"step", "call_id", "name", "args", "status",
+    # "summary"}] (args masked), shown as cards above the answer.
+    steps = models.JSONField(default=list, blank=True)
     # Feedback on an answer: +1 / -1 and an optional comment (copied to the trace's score).
     rating = models.SmallIntegerField(null=True, blank=True)
     rating_comment = models.TextField(blank=True)
@@ -98,3 +127,72 @@ class Message(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.role} message {self.pk}"
+
+
+class Task(BaseModel):
+    """A workspace's to-do item: real work for agents (the task tools) and people (Tasks page)."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        DONE = "done", "Done"
+
+    title = models.CharField(max_length=200)
+    notes = models.TextField(blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    due_on = models.DateField(null=True, blank=True)
+    created_by_id = models.BigIntegerField()  # the person (or the person an agent acted for)
+    created_by_agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["status", "-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ToolAudit(models.Model):
+    """One tool call an agent made or was refused: append-only (a trigger refuses updates).
+
+    The idempotency key (run or answer, step, canonical args) makes a side effect happen once:
+    a call whose key already has an `ok` row returns that row's stored result."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "OK"
+        DENIED = "denied", "Denied"
+        INVALID = "invalid", "Invalid arguments"
+        ERROR = "error", "Error"
+        AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # No foreign key: deleting an agent must not rewrite its history (SET NULL is an UPDATE).
+    agent_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    agent_name = models.CharField(max_length=100)
+    on_behalf_of_id = models.BigIntegerField(null=True, blank=True)
+    via = models.CharField(max_length=16, default="chat")  # chat | api | mcp | run
+    tool = models.CharField(max_length=120, db_index=True)
+    args = models.JSONField(default=dict)  # masked
+    result = models.JSONField(null=True, blank=True)  # capped; replayed on a repeated key
+    result_summary = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, db_index=True)
+    reason = models.CharField(max_length=500, blank=True)  # why denied / what failed
+    approval_id = models.BigIntegerField(null=True, blank=True)
+    trace_id = models.UUIDField(null=True, blank=True)
+    conversation_id = models.BigIntegerField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=64, blank=True)
+    cost_micros = models.BigIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-created_at", "-pk"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=models.Q(status="ok") & ~models.Q(idempotency_key=""),
+                name="agents_audit_one_ok_per_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool} {self.status}"

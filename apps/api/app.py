@@ -1,5 +1,5 @@
-"""The /v1 API on the public host (OpenAI-compatible endpoints, and `/v1/outcomes`), as a plain
-ASGI app in front of Django.
+"""The /v1 API on the public host (OpenAI-compatible endpoints, `/v1/outcomes` and
+`/v1/documents`), as a plain ASGI app in front of Django.
 
 Why not a Django view: a request through Django's ASGI handler crosses to a thread and back
 several times (request_started / request_finished signals, sync middleware, response.close),
@@ -24,6 +24,7 @@ import structlog
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from apps.agents.completions import agent_slugs, is_agent_model
 from apps.llm.services import (
     DoneEvent,
     EmbedRequest,
@@ -38,8 +39,16 @@ from apps.llm.services import (
 )
 
 from . import wire
+from .agents import AgentStep, agent_completion
+from .documents import (
+    create_document,
+    delete_document,
+    get_document,
+    list_documents,
+    search_documents,
+)
 from .outcomes import create_outcome, get_outcome, list_outcomes
-from .principal import Principal, api_key_for, authenticate, request_counted
+from .principal import Principal, api_key_for, authenticate, in_db, request_counted
 from .request import ClientGone, Receive, Request, Scope, Send
 from .routing import Router
 
@@ -64,6 +73,11 @@ class OpenAIApi:
                 ("POST", "/v1/outcomes"): create_outcome,
                 ("GET", "/v1/outcomes"): list_outcomes,
                 ("GET", "/v1/outcomes/{outcome_id}"): get_outcome,
+                ("POST", "/v1/documents"): create_document,
+                ("GET", "/v1/documents"): list_documents,
+                ("POST", "/v1/documents/search"): search_documents,
+                ("GET", "/v1/documents/{document_id}"): get_document,
+                ("DELETE", "/v1/documents/{document_id}"): delete_document,
             }
         )
 
@@ -116,12 +130,21 @@ async def _principal(request: Request, *, need: str, feature: str) -> Principal:
 
 async def chat_completions(request: Request) -> None:
     raw = await request.body()
+    payload = wire.parse_json(raw)
+    model = payload.get("model") if isinstance(payload, dict) else None
+    if isinstance(model, str) and is_agent_model(model):  # an agent: its loop, our tools
+        principal = await _principal(request, need="agents", feature="api.agent")
+        body = wire.chat_body(payload)
+        chat = wire.chat_request(body, request_id=request.id)
+        await agent_completion(request, principal, body, chat, stream=_stream)
+        return
     principal = await _principal(request, need="chat", feature="api.chat")
-    body = wire.chat_body(wire.parse_json(raw))
+    body = wire.chat_body(payload)
     chat = wire.chat_request(body, request_id=request.id)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        await _stream(request, principal, chat, include_usage=include_usage)
+        events = llm_stream(scope=principal.scope, request=chat, clock=request.clock)
+        await _stream(request, events, chat.alias, include_usage=include_usage)
         return
     try:
         reply = await allm_chat(scope=principal.scope, request=chat, clock=request.clock)
@@ -131,18 +154,18 @@ async def chat_completions(request: Request) -> None:
 
 
 async def _stream(
-    request: Request, principal: Principal, chat: Any, *, include_usage: bool
+    request: Request, events: AsyncIterator[Any], alias: str, *, include_usage: bool
 ) -> None:
     """SSE. Errors before the first event are plain JSON errors (the status still says what
     went wrong); after it, an error chunk and no [DONE]. A client that disconnects cancels the
-    upstream stream, which settles exactly the tokens produced."""
-    events = llm_stream(scope=principal.scope, request=chat, clock=request.clock)
+    upstream stream, which settles exactly the tokens produced. An agent's tool steps go out
+    as `aisaas.agent_step` chunks."""
     try:
         first = await anext(events)
     except GatewayError as exc:
         await events.aclose()  # type: ignore[attr-defined]
         raise wire.gateway_error(exc) from None
-    chunks = wire.Chunks(request_id=request.id, alias=chat.alias, created=request.created)
+    chunks = wire.Chunks(request_id=request.id, alias=alias, created=request.created)
 
     async def pump() -> None:
         await request.start(200, "text/event-stream", {"x-accel-buffering": "no"})
@@ -152,6 +175,8 @@ async def _stream(
                 await _send_chunk(request, chunks.token(event.text))
             elif isinstance(event, ToolUseEvent):
                 await _send_chunk(request, chunks.tool_use(event.call))
+            elif isinstance(event, AgentStep):
+                await _send_chunk(request, chunks.step(event.frame))
             elif isinstance(event, ErrorEvent):
                 error = wire.ApiError(502, event.message, type_="api_error", code=event.code)
                 await _send_chunk(request, error.body())
@@ -216,4 +241,7 @@ async def list_models(request: Request) -> None:
         kinds.append("embed")
     table = routing_table()
     aliases = sorted(a for kind in kinds for a in table.names(kind))
+    if "agents" in api_key.scopes:
+        slugs = await in_db(lambda: agent_slugs(workspace=api_key.workspace))
+        aliases += [f"agent:{slug}" for slug in slugs]
     await request.json(200, wire.models(aliases))

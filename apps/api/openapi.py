@@ -1,5 +1,5 @@
-"""The /v1 API (OpenAI-compatible endpoints and outcomes) in the OpenAPI document that
-drf-spectacular serves at /api/schema/.
+"""The /v1 API (OpenAI-compatible endpoints, outcomes and documents) in the OpenAPI document
+that drf-spectacular serves at /api/schema/.
 
 The endpoints are not DRF views (app.py says why), so a spectacular post-processing hook adds
 them, with JSON Schemas generated from the pydantic models that validate the requests
@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from apps.llm.services import routing_table
 
 from . import schemas
+from .schemas.documents import BODIES as DOCUMENT_BODIES
 from .schemas.outcomes import MAX_ID
 
 REF = "#/components/schemas/{model}"
@@ -40,6 +41,22 @@ def _schema(model: type[BaseModel], components: dict[str, Any], mode: str) -> di
         components.setdefault(name, definition)
     components.setdefault(model.__name__, schema)
     return {"$ref": REF.format(model=model.__name__)}
+
+
+def _form_schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    """`model` as a multipart/form-data body: each field a part, optional ones without their
+    null (a form field is sent or left out, never null)."""
+    schema = model.model_json_schema(ref_template=REF, mode="validation")
+    for name, definition in schema.pop("$defs", {}).items():
+        components.setdefault(name, definition)
+    for name, field in schema["properties"].items():
+        variants = [v for v in field.pop("anyOf", []) if v.get("type") != "null"]
+        if variants:
+            field.update(variants[0])
+        if field.get("default", "") is None:
+            del field["default"]
+        schema["properties"][name] = field
+    return schema
 
 
 def _query_parameters(model: type[BaseModel], components: dict[str, Any]) -> list[dict[str, Any]]:
@@ -76,6 +93,8 @@ def _operation(
     operation_id: str,
     response: type[BaseModel],
     body: type[BaseModel] | None = None,
+    bodies: tuple[type[BaseModel], ...] = (),
+    upload: type[BaseModel] | None = None,
     errors: tuple[str, ...],
     stream: bool = False,
     ok: dict[str, str] | None = None,
@@ -83,8 +102,10 @@ def _operation(
     notes: dict[str, str] | None = None,
     tag: str = "OpenAI-compatible API",
 ) -> dict[str, Any]:
-    """One operation. `ok`: its success statuses and what each means (default 200); `notes`:
-    what an error status means for this operation, where ERRORS says something else."""
+    """One operation. `body`: its JSON body, or `bodies`: one of several; `upload`: a
+    multipart/form-data body besides. `ok`: its success statuses and what each means (default
+    200); `notes`: what an error status means for this operation, where ERRORS says something
+    else."""
     error = _schema(schemas.Error, components, "serialization")
     content: dict[str, Any] = {
         "application/json": {"schema": _schema(response, components, "serialization")}
@@ -137,11 +158,16 @@ def _operation(
     }
     if parameters:
         operation["parameters"] = parameters
+    request: dict[str, Any] = {}
     if body is not None:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _schema(body, components, "validation")}},
-        }
+        request["application/json"] = {"schema": _schema(body, components, "validation")}
+    if bodies:
+        variants = [_schema(model, components, "validation") for model in bodies]
+        request["application/json"] = {"schema": {"oneOf": variants}}
+    if upload is not None:
+        request["multipart/form-data"] = {"schema": _form_schema(upload, components)}
+    if request:
+        operation["requestBody"] = {"required": True, "content": request}
     return operation
 
 
@@ -213,6 +239,7 @@ def add_openai_api(
                 )
             },
             **_outcome_paths(models),
+            **_document_paths(models),
         }
     )
     return result
@@ -287,6 +314,114 @@ def _outcome_paths(models: dict[str, Any]) -> dict[str, Any]:
                 errors=("401", "403", "404"),
                 tag="Outcomes",
                 notes={**no_scope, "404": "No outcome with this id in the key's workspace."},
+            ),
+        },
+    }
+
+
+def _document_paths(models: dict[str, Any]) -> dict[str, Any]:
+    scope = "Needs a key with the `documents` scope (not given to new keys unless chosen)."
+    no_scope = {"403": "The key does not have the `documents` scope."}
+    document_id = [
+        {
+            "name": "document_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        }
+    ]
+    missing = {**no_scope, "404": "No document with this id in the key's workspace."}
+    return {
+        "/v1/documents": {
+            "post": _operation(
+                models,
+                operation_id="v1_documents_create",
+                summary="Add a document",
+                description=(
+                    "Add a document to the key's workspace and queue it for indexing: a file "
+                    "(PDF, HTML, Markdown or plain text) as multipart/form-data, or as JSON "
+                    "either `text` with a `title`, or the `url` of a web page (fetched while "
+                    "indexing, through a fetcher that refuses private addresses; its main "
+                    "content is kept). Answers 201 with the document `queued`: poll "
+                    "`GET /v1/documents/{document_id}` until it is `ready` (or `failed`, "
+                    "with the reason in `error`). The workspace's plan bounds how many "
+                    f"documents it holds and how large each is. {scope}"
+                ),
+                bodies=DOCUMENT_BODIES,
+                upload=schemas.DocumentUpload,
+                response=schemas.Document,
+                ok={"201": "Added and queued for indexing."},
+                errors=("400", "401", "403", "404", "409", "413", "429"),
+                tag="Documents",
+                notes={
+                    **no_scope,
+                    "404": "No collection with this id in the key's workspace.",
+                    "409": "The workspace holds as many documents as its plan allows.",
+                    "413": "The document is larger than the workspace's plan allows.",
+                },
+            ),
+            "get": _operation(
+                models,
+                operation_id="v1_documents_list",
+                summary="List documents",
+                description=(
+                    "The key's workspace's documents, newest first, `limit` a page; the next "
+                    "page starts `after` the last `id` of this one while `has_more` is true. "
+                    f"{scope}"
+                ),
+                response=schemas.DocumentList,
+                parameters=_query_parameters(schemas.DocumentListQuery, models),
+                errors=("400", "401", "403", "429"),
+                tag="Documents",
+                notes=no_scope,
+            ),
+        },
+        "/v1/documents/search": {
+            "post": _operation(
+                models,
+                operation_id="v1_documents_search",
+                summary="Search documents",
+                description=(
+                    "The `k` chunks of the workspace's ready documents that best answer "
+                    "`query`, best first, each with its document, heading path, page and text. "
+                    "`hybrid` (the default) fuses BM25 with the embedding model's similarity; "
+                    "the query's embedding is metered and budgeted like any model call. "
+                    f"{scope}"
+                ),
+                body=schemas.DocumentSearch,
+                response=schemas.SearchResults,
+                errors=("400", "401", "402", "403", "413", "429", "502", "503"),
+                tag="Documents",
+                notes=no_scope,
+            ),
+        },
+        "/v1/documents/{document_id}": {
+            "get": _operation(
+                models,
+                operation_id="v1_documents_retrieve",
+                summary="Retrieve a document",
+                description=(
+                    "One document of the key's workspace: its status, chunk count and, when "
+                    f"it failed or paused, the reason. {scope}"
+                ),
+                response=schemas.Document,
+                parameters=document_id,
+                errors=("401", "403", "404", "429"),
+                tag="Documents",
+                notes=missing,
+            ),
+            "delete": _operation(
+                models,
+                operation_id="v1_documents_delete",
+                summary="Delete a document",
+                description=(
+                    f"The document, its bytes, its chunks and their embeddings, at once. {scope}"
+                ),
+                response=schemas.DocumentDeleted,
+                parameters=document_id,
+                errors=("401", "403", "404", "429"),
+                tag="Documents",
+                notes=missing,
             ),
         },
     }

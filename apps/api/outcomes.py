@@ -10,50 +10,24 @@ the key's per-minute rate limit on its own (`request_counted`), as /v1/models do
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
-
-from asgiref.sync import sync_to_async
 from django.http import Http404
 
 from apps.billing.models import Outcome
 from apps.billing.outcomes import outcome_record_or_get
 from apps.billing.selectors import access_outcome, outcome_page
-from apps.common.errors import ApplicationError
 from apps.workspaces.models import ApiKey
 
 from . import wire
-from .principal import api_key_allowed, request_counted, with_connection
+from .principal import api_key_counted, in_db
 from .request import Request
-
-T = TypeVar("T")
 
 SCOPE = "outcomes"
 # The service names the price in micro-dollars; the API takes it in dollars.
 _PARAMS = {"price_micros": "price_usd"}
 
-_api_key_allowed = sync_to_async(api_key_allowed, thread_sensitive=False)
-
-
-def _in_db(work: Callable[[], T]) -> T:
-    """Run service or selector work on the API thread's connection; a service's refusal is
-    the API's 4xx."""
-    try:
-        return with_connection(work)
-    except ApplicationError as exc:
-        raise wire.application_error(exc, params=_PARAMS) from None
-
-
-async def _db(work: Callable[[], T]) -> T:
-    return await sync_to_async(_in_db, thread_sensitive=False)(work)
-
 
 async def _api_key(request: Request) -> ApiKey:
-    """The caller's key, allowed `outcomes`, with this request counted against its rate
-    limit."""
-    api_key = await _api_key_allowed(request.headers.get("authorization", ""), need=SCOPE)
-    await request_counted(api_key)
-    return api_key
+    return await api_key_counted(request.headers.get("authorization", ""), need=SCOPE)
 
 
 async def create_outcome(request: Request) -> None:
@@ -61,7 +35,7 @@ async def create_outcome(request: Request) -> None:
     api_key = await _api_key(request)
     body = wire.outcome_body(wire.parse_json(raw, exact_numbers=True))
     price_micros = wire.outcome_price_micros(body)
-    outcome, created = await _db(
+    outcome, created = await in_db(
         lambda: outcome_record_or_get(
             workspace=api_key.workspace,
             kind=body.kind,
@@ -69,7 +43,8 @@ async def create_outcome(request: Request) -> None:
             external_id=body.external_id,
             trace_id=body.trace_id,
             run_id=body.run_id or "",
-        )
+        ),
+        params=_PARAMS,
     )
     await request.json(201 if created else 200, wire.outcome(outcome))
 
@@ -77,7 +52,7 @@ async def create_outcome(request: Request) -> None:
 async def list_outcomes(request: Request) -> None:
     api_key = await _api_key(request)
     query = wire.outcome_query(request.scope["query_string"])
-    rows, has_more = await _db(
+    rows, has_more = await in_db(
         lambda: outcome_page(
             workspace=api_key.workspace,
             limit=query.limit,
@@ -102,7 +77,7 @@ async def get_outcome(request: Request) -> None:
         except Http404:
             return None
 
-    outcome = await _db(find)
+    outcome = await in_db(find)
     if outcome is None:
         raise wire.ApiError(
             404,

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
+from apps.common.errors import ApplicationError
 from apps.common.tenancy import use_public_schema
 from apps.llm.services import (
     Actor,
@@ -30,7 +32,7 @@ from apps.llm.services import (
 from apps.workspaces.api_keys import api_key_get_by_secret, api_key_touch
 from apps.workspaces.models import ApiKey
 
-from .wire import ApiError, gateway_error
+from .wire import ApiError, application_error, gateway_error
 
 T = TypeVar("T")
 
@@ -152,3 +154,27 @@ async def request_counted(api_key: ApiKey) -> None:
         await allm_count(rate_scope(api_key, schema=api_key.workspace.schema_name))
     except BudgetExceededError as exc:
         raise gateway_error(exc) from None
+
+
+_api_key_allowed = sync_to_async(api_key_allowed, thread_sensitive=False)
+
+
+async def api_key_counted(authorization: str, *, need: str) -> ApiKey:
+    """For endpoints that call no model of their own: the caller's key, allowed `need`, with
+    this request counted against its rate limit. Raises ApiError (401/403/429)."""
+    api_key = await _api_key_allowed(authorization, need=need)
+    await request_counted(api_key)
+    return api_key
+
+
+def _in_db(work: Callable[[], T], params: dict[str, str] | None) -> T:
+    try:
+        return with_connection(work)
+    except ApplicationError as exc:
+        raise application_error(exc, params=params) from None
+
+
+async def in_db(work: Callable[[], T], *, params: dict[str, str] | None = None) -> T:
+    """Run service or selector work on an API thread's kept connection; a service's refusal
+    is the API's 4xx (its field renamed through `params` where the API names it otherwise)."""
+    return await sync_to_async(_in_db, thread_sensitive=False)(work, params)

@@ -39,8 +39,19 @@ class Request:
     def overhead_ms(self) -> str:
         return f"{(time.perf_counter() - self.started) * 1000 - self.clock.ms:.3f}"
 
-    async def body(self) -> bytes:
-        limit = settings.API_MAX_BODY_BYTES
+    async def body(self, *, limit: int | None = None, too_large: str = "") -> bytes:
+        """The whole body, at most `limit` bytes (API_MAX_BODY_BYTES): a larger one is a 413
+        (`too_large` says why) before any of it is read when Content-Length declares it,
+        else as soon as the bytes received pass the limit."""
+        limit = limit or settings.API_MAX_BODY_BYTES
+        refusal = wire.ApiError(
+            413,
+            too_large or f"The request body is larger than {limit} bytes.",
+            code="request_too_large",
+        )
+        declared = self.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise refusal
         chunks, size = [], 0
         while True:
             message = await self.receive()
@@ -49,9 +60,7 @@ class Request:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise wire.ApiError(
-                    413, f"The request body is larger than {limit} bytes.", code="request_too_large"
-                )
+                raise refusal
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)

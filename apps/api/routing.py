@@ -1,7 +1,8 @@
 """Which endpoint answers a request: (method, path) → route. A path segment written `{name}`
 matches one non-empty segment, handed to the endpoint as `request.path_params[name]`; exact
-paths are looked up first. An unknown path is a 404; a known path asked with another method a
-405 that lists the methods it has (`Allow`)."""
+paths win over templates (`/v1/documents/search` is never a document id, whatever the
+method). An unknown path is a 404; a known path asked with another method a 405 that lists the
+methods it has (`Allow`)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ class Router:
             return route, {}
         segments = _segments(path)
         allowed = [m for (m, p) in self._exact if p == path.rstrip("/")]
-        for want, template, candidate in self._templates:
+        for want, template, candidate in [] if allowed else self._templates:
             params = _match(template, segments)
             if params is None:
                 continue

@@ -5,6 +5,9 @@ created (for the current month) and then from the beat task, idempotent per work
 (key `plan_grant:<workspace id>:<YYYY-MM>`). Unused credit rolls over: grants add up, nothing
 expires. Workspaces with an active Stripe subscription are skipped: their plan is paid by
 invoices, which grant the credit themselves (`invoice:<id>`), so a month is never granted twice.
+
+A plan also bounds a workspace's documents (RAG): how many it holds and how large each may be
+(`plan_document_limits`, enforced by apps.rag when a document is added).
 """
 
 from __future__ import annotations
@@ -35,6 +38,43 @@ def plan_get(*, code: str) -> Plan:
         return found
     log.warning("billing.plan_unknown", plan=code, using=FALLBACK_PLAN)
     return Plan.objects.get(code=FALLBACK_PLAN)
+
+
+@dataclass(frozen=True, slots=True)
+class RagLimits:
+    """A plan's own document limits; None: the deployment's setting (RAG_MAX_DOCUMENTS,
+    RAG_MAX_FILE_BYTES)."""
+
+    rag_max_documents: int | None = None
+    rag_max_file_bytes: int | None = None
+
+
+# Document limits by plan code; pro, and any plan not listed (a custom plan row), take the
+# settings.
+PLAN_RAG_LIMITS: dict[str, RagLimits] = {
+    "free": RagLimits(rag_max_documents=100, rag_max_file_bytes=10_000_000),
+    "enterprise": RagLimits(rag_max_documents=20_000, rag_max_file_bytes=50_000_000),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentLimits:
+    """What a workspace's plan allows of documents, with the plan's name for messages."""
+
+    plan: str  # "Free"
+    max_documents: int
+    max_file_bytes: int
+
+
+def plan_document_limits(*, workspace: Workspace) -> DocumentLimits:
+    """The document limits of the workspace's plan (an unknown plan code gets free's)."""
+    plan = plan_get(code=workspace.plan)
+    own = PLAN_RAG_LIMITS.get(plan.code, RagLimits())
+    return DocumentLimits(
+        plan=plan.name,
+        max_documents=own.rag_max_documents or settings.RAG_MAX_DOCUMENTS,
+        max_file_bytes=own.rag_max_file_bytes or settings.RAG_MAX_FILE_BYTES,
+    )
 
 
 def low_credit_micros(*, workspace: Workspace) -> int:

@@ -45,6 +45,7 @@ class Document(BaseModel):
 
     class Status(models.TextChoices):
         QUEUED = "queued"
+        FETCHING = "fetching"  # a URL document's page is being downloaded
         PARSING = "parsing"
         CHUNKING = "chunking"
         EMBEDDING = "embedding"
@@ -56,7 +57,7 @@ class Document(BaseModel):
     title = models.CharField(max_length=300)
     source = models.CharField(max_length=8, choices=Source.choices)
     filename = models.CharField(max_length=255, blank=True)
-    url = models.URLField(max_length=2000, blank=True)
+    url = models.URLField(max_length=2000, blank=True)  # set: the page is fetched when indexed
     mime = models.CharField(max_length=100, blank=True)
     size_bytes = models.BigIntegerField(default=0)
     content_hash = models.CharField(max_length=64)  # sha256 of the bytes

@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 from django.http import Http404
 
-from apps.workspaces.models import Membership, User
+from apps.billing.plans import DocumentLimits, plan_document_limits
+from apps.workspaces.models import Membership, User, Workspace
 
-from .models import Chunk, Document
+from .models import Chunk, Collection, Document
 
 IN_PROGRESS = frozenset(
     {
         Document.Status.QUEUED,
+        Document.Status.FETCHING,
         Document.Status.PARSING,
         Document.Status.CHUNKING,
         Document.Status.EMBEDDING,
@@ -34,6 +36,31 @@ class DocumentRow:
 def document_list() -> QuerySet[Document]:
     """The workspace's documents, newest first (bytes and chunks not loaded)."""
     return Document.objects.select_related("collection").order_by("-created_at", "-pk")
+
+
+def document_page(
+    *,
+    limit: int,
+    after_id: int | None = None,
+    collection_id: int | None = None,
+    status: str | None = None,
+) -> tuple[list[Document], bool]:
+    """A page of the workspace's documents, newest first, starting after the document
+    `after_id` (a cursor: the last id of the previous page); and whether more follow."""
+    documents = Document.objects.select_related("collection").order_by("-pk")
+    if after_id is not None:
+        documents = documents.filter(pk__lt=after_id)
+    if collection_id is not None:
+        documents = documents.filter(collection_id=collection_id)
+    if status is not None:
+        documents = documents.filter(status=status)
+    rows = list(documents[: limit + 1])
+    return rows[:limit], len(rows) > limit
+
+
+def document_limits(*, workspace: Workspace) -> DocumentLimits:
+    """How many documents the workspace's plan allows, and how large each may be."""
+    return plan_document_limits(workspace=workspace)
 
 
 def document_rows(documents: Iterable[Document]) -> list[DocumentRow]:
@@ -58,6 +85,17 @@ def access_document(*, document_id: object) -> Document:
     return found
 
 
+def access_collection(*, collection_id: object) -> Collection:
+    try:
+        pk = int(str(collection_id))
+    except ValueError:
+        raise Http404("No such collection.") from None
+    found = Collection.objects.filter(pk=pk).first()
+    if found is None:
+        raise Http404("No such collection.")
+    return found
+
+
 def document_chunks(*, document: Document) -> QuerySet[Chunk]:
     """The document's chunks in order, without their vectors or embedded text."""
     return (
@@ -65,6 +103,12 @@ def document_chunks(*, document: Document) -> QuerySet[Chunk]:
         .order_by("ordinal")
         .only("pk", "document_id", "ordinal", "text", "heading_path", "page", "token_count")
     )
+
+
+def chunk_page_number(*, document: Document, ordinal: int, per_page: int) -> int:
+    """The page (from 1) of the document's chunk list that shows the chunk `ordinal`."""
+    before = document_chunks(document=document).filter(ordinal__lt=ordinal).count()
+    return before // per_page + 1
 
 
 def document_can_delete(*, document: Document, membership: Membership) -> bool:

@@ -1,6 +1,7 @@
 """Writes for RAG: adding documents and indexing them. Sync (the ORM), run inside the
-workspace's schema: views and the API call `document_add`; the Celery task calls
-`document_index`.
+workspace's schema: views and the API call `document_add` (bytes: files and pasted text) or
+`document_add_url` (a web page); the Celery task calls `document_index`, which first fetches a
+URL document's page. What may come in, and the plan's limits, are checked in `intake.py`.
 
 Indexing is resumable. Parsing and chunking write every chunk of the document in one
 transaction, without vectors; embedding then fills vectors batch by batch through the
@@ -14,8 +15,6 @@ vector of every chunk whose text did not change (same hash, same model).
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,15 +23,28 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
+from apps.billing.plans import DocumentLimits
 from apps.common.errors import ApplicationError
 from apps.llm.services import Actor, BudgetExceededError, GatewayError, count_tokens, llm_embed
 from apps.workspaces.models import User, Workspace
+from apps.workspaces.selectors import workspace_current
 
 from .ingest.chunk import chunk_document
 from .ingest.parse import ParseError, parse_document
+from .intake import (
+    check_count,
+    check_format,
+    check_size,
+    clean_filename,
+    clean_title,
+    page_fetch,
+    url_check,
+    url_title,
+)
 from .lexical import postings_write
 from .live import document_changed
 from .models import Chunk, Collection, Document, DocumentFile
+from .selectors import document_limits
 
 log = structlog.get_logger(__name__)
 
@@ -50,48 +62,9 @@ def collection_default() -> Collection:
     return found
 
 
-_UNSAFE = re.compile(r"[^\w.\- ()]+")
-
-
-def clean_filename(name: str) -> str:
-    """The file's own name, safe to show and store: no directories (path traversal), no
-    control characters, at most 200 characters; "document" when nothing is left."""
-    name = unicodedata.normalize("NFC", name or "")
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    name = _UNSAFE.sub("_", name).strip(" .")
-    return name[:200] or "document"
-
-
-def _check_size(size: int) -> None:
-    if size <= 0:
-        raise ApplicationError("The file is empty.", field="file")
-    limit = settings.RAG_MAX_FILE_BYTES
-    if size > limit:
-        raise ApplicationError(
-            f"The file is {human_size(size)}; the limit is {human_size(limit)}.", field="file"
-        )
-
-
-def human_size(size: int) -> str:
-    """A size as the messages about files write it."""
-    if size >= 1_000_000:
-        return f"{size / 1e6:,.1f} MB"
-    return f"{size:,} bytes"
-
-
-def _check_count() -> None:
-    limit = settings.RAG_MAX_DOCUMENTS
-    if Document.objects.count() >= limit:
-        raise ApplicationError(
-            f"This workspace has {limit:,} documents, the most it can hold; delete some first.",
-            field="file",
-        )
-
-
 def document_add(
     *,
-    user: User,
+    user: User | None,
     data: bytes,
     filename: str,
     mime: str = "",
@@ -99,26 +72,72 @@ def document_add(
     title: str = "",
     collection: Collection | None = None,
 ) -> Document:
-    """Store a document's bytes and queue it for indexing (after the commit)."""
-    _check_size(len(data))
+    """Store a document's bytes and queue it for indexing (after the commit), within the
+    limits of the workspace's plan (the schema's workspace). `user` is None for a key of the
+    API that no member made."""
+    limits = document_limits(workspace=workspace_current())
+    check_size(len(data), limits)
     filename = clean_filename(filename)
-    title = (title or filename).strip()[:300]
+    check_format(data, filename=filename, mime=mime)
+    document = _create(
+        limits=limits,
+        field="file",
+        data=data,
+        collection=collection,
+        title=clean_title(title) or filename,
+        source=source,
+        filename=filename,
+        mime=(mime or "")[:100],
+        size_bytes=len(data),
+        content_hash=hashlib.sha256(data).hexdigest(),
+        created_by_id=user.pk if user else None,
+    )
+    log.info("rag.document_added", document_id=document.pk, size=len(data), source=source)
+    return document
+
+
+def document_add_url(
+    *,
+    user: User | None,
+    url: str,
+    title: str = "",
+    source: str = Document.Source.URL,
+    collection: Collection | None = None,
+) -> Document:
+    """Queue a web page to be imported: its URL is checked now as far as that needs no network
+    (intake.url_check); the indexing task fetches the page through the SSRF-safe fetcher."""
+    url = url_check(url)
+    document = _create(
+        limits=document_limits(workspace=workspace_current()),
+        field="url",
+        data=None,
+        collection=collection,
+        title=clean_title(title) or url_title(url),
+        source=source,
+        url=url,
+        content_hash="",
+        created_by_id=user.pk if user else None,
+    )
+    log.info("rag.document_url_added", document_id=document.pk, source=source)
+    return document
+
+
+def _create(
+    *,
+    limits: DocumentLimits,
+    field: str,
+    data: bytes | None,
+    collection: Collection | None,
+    **fields: Any,
+) -> Document:
+    """The document row (and its bytes), counted against the plan, queued after the commit."""
     with transaction.atomic():
-        _check_count()
-        document = Document.objects.create(
-            collection=collection or collection_default(),
-            title=title,
-            source=source,
-            filename=filename,
-            mime=(mime or "")[:100],
-            size_bytes=len(data),
-            content_hash=hashlib.sha256(data).hexdigest(),
-            created_by_id=user.pk,
-        )
-        DocumentFile.objects.create(document=document, data=data)
+        check_count(limits, field=field)
+        document = Document.objects.create(collection=collection or collection_default(), **fields)
+        if data is not None:
+            DocumentFile.objects.create(document=document, data=data)
         transaction.on_commit(lambda: _enqueue(document.pk))
         document_changed(document.pk, status=document.status, title=document.title)
-    log.info("rag.document_added", document_id=document.pk, size=len(data), source=source)
     return document
 
 
@@ -157,13 +176,31 @@ def document_index(*, workspace: Workspace, document_id: int) -> IndexResult:
     resuming = document.status in (Status.EMBEDDING, Status.PAUSED) and document.chunks.exists()
     if not resuming:
         try:
+            if document.url and not _fetch(workspace, document):
+                return IndexResult(status="gone", embedded=0, reused=0)
             reused = _rechunk(document)
-        except ParseError as exc:
+        except ApplicationError as exc:  # unreadable, unfetchable, too large: said to people
             _set_status(document.pk, Status.FAILED, error=exc.message, chunk_count=0)
             log.info("rag.document_failed", document_id=document.pk, error=exc.message)
             return IndexResult(status=Status.FAILED, embedded=0, reused=0)
     _set_status(document.pk, Status.EMBEDDING, error="")
     return _embed(workspace, document, reused=reused)
+
+
+def _fetch(workspace: Workspace, document: Document) -> bool:
+    """Fetch a URL document's page (again, on re-index) and keep it as the document's bytes;
+    False when the document was deleted meanwhile."""
+    _set_status(document.pk, Status.FETCHING, error="")
+    page = page_fetch(document.url, limits=document_limits(workspace=workspace))
+    with transaction.atomic():
+        if not Document.objects.select_for_update().filter(pk=document.pk).exists():
+            return False
+        DocumentFile.objects.update_or_create(document=document, defaults={"data": page.data})
+        document.filename, document.mime = page.filename, page.mime
+        document.size_bytes = len(page.data)
+        document.content_hash = hashlib.sha256(page.data).hexdigest()
+        document.save(update_fields=["filename", "mime", "size_bytes", "content_hash"])
+    return True
 
 
 def _rechunk(document: Document) -> int:

@@ -1,15 +1,15 @@
 """The Documents pages on a workspace host (members only: the middleware let them in).
 
-Members list, add (upload several files, or paste text) and re-index documents; owners and
-admins delete any document, a member only those they added. Indexing runs on Celery; the page
-hears of status changes over the workspace socket (static/rag/documents.js) and re-reads its
-live parts here (`HX-Target`: the table, or a document's summary)."""
+Members list, add (upload several files, paste text, or import a web page by its URL) and
+re-index documents; owners and admins delete any document, a member only those they added.
+Sizes and counts are bounded by the workspace's plan (`document_limits`). Indexing runs on
+Celery; the page hears of status changes over the workspace socket (static/rag/documents.js)
+and re-reads its live parts here (`HX-Target`: the table, or a document's summary)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.core.paginator import Paginator
@@ -29,18 +29,22 @@ from .forms import (
     FileSizeLimit,
     PasteForm,
     UploadForm,
+    UrlForm,
     max_upload_bytes,
     paste_refusal,
     paste_too_long,
     upload_mime,
     upload_refusal,
 )
+from .intake import human_size
 from .models import Document
 from .selectors import (
     access_document,
+    chunk_page_number,
     document_can_delete,
     document_chunks,
     document_is_indexing,
+    document_limits,
     document_list,
     document_rows,
 )
@@ -63,6 +67,7 @@ def documents_page(
     *,
     upload_form: UploadForm | None = None,
     paste_form: PasteForm | None = None,
+    url_form: UrlForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     page = Paginator(document_list(), DOCUMENTS_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -72,28 +77,33 @@ def documents_page(
     }
     if _is_target(request, TABLE_TARGET):
         return render(request, "rag/_documents_table.html", context)
+    limits = document_limits(workspace=request.workspace)
     context |= {
-        "upload_form": upload_form or UploadForm(),
-        "paste_form": paste_form or PasteForm(),
+        "upload_form": upload_form or UploadForm(limits=limits),
+        "paste_form": paste_form or PasteForm(limits=limits),
+        "url_form": url_form or UrlForm(),
         "max_files": MAX_FILES,
-        "max_file_bytes": settings.RAG_MAX_FILE_BYTES,
-        "max_upload_bytes": max_upload_bytes(),
+        "max_file_bytes": limits.max_file_bytes,
+        "max_upload_bytes": max_upload_bytes(limits),
+        "limits": limits,
+        "max_file_size": human_size(limits.max_file_bytes),
     }
     return render(request, "rag/documents.html", context, status=status)
 
 
 def _upload_refused(request: WorkspaceRequest, message: str, status: int) -> HttpResponse:
-    form = UploadForm(data={}, refused=message)
+    form = UploadForm(data={}, refused=message, limits=document_limits(workspace=request.workspace))
     return documents_page(request, upload_form=form, status=status)
 
 
 @csrf_exempt  # checked by `_upload` once the size is known and the handlers are in place
 @require_POST
 def document_upload(request: WorkspaceRequest) -> HttpResponse:
-    refusal = upload_refusal(request.META)
+    limits = document_limits(workspace=request.workspace)
+    refusal = upload_refusal(request.META, limits)
     if refusal:  # before reading the body
         return _upload_refused(request, refusal, 413)
-    limit = FileSizeLimit(request)
+    limit = FileSizeLimit(request, max_file_bytes=limits.max_file_bytes)
     request.upload_handlers.insert(0, limit)
     try:
         request.FILES  # noqa: B018 — parsed here, through the size limit, not by the CSRF check
@@ -105,7 +115,8 @@ def document_upload(request: WorkspaceRequest) -> HttpResponse:
 
 @csrf_protect
 def _upload(request: WorkspaceRequest, limit: FileSizeLimit) -> HttpResponse:
-    form = UploadForm(request.POST, request.FILES, too_large=limit.too_large)
+    limits = document_limits(workspace=request.workspace)
+    form = UploadForm(request.POST, request.FILES, limits=limits, too_large=limit.too_large)
     if not form.is_valid():
         return documents_page(request, upload_form=form, status=400)
     files = form.cleaned_data["file"]
@@ -135,21 +146,22 @@ def _upload(request: WorkspaceRequest, limit: FileSizeLimit) -> HttpResponse:
 @csrf_exempt  # checked by `_paste` once the size is known
 @require_POST
 def document_paste(request: WorkspaceRequest) -> HttpResponse:
-    refusal = paste_refusal(request.META)  # before reading the body
+    limits = document_limits(workspace=request.workspace)
+    refusal = paste_refusal(request.META, limits)  # before reading the body
     if not refusal:
         try:
             request.POST  # noqa: B018 — parsed here: too long a text gets a message, not a 400 page
         except RequestDataTooBig:
-            refusal = paste_too_long()
+            refusal = paste_too_long(limits)
     if refusal:
-        form = PasteForm(data={}, refused=refusal)
+        form = PasteForm(data={}, refused=refusal, limits=limits)
         return documents_page(request, paste_form=form, status=413)
     return _paste(request)
 
 
 @csrf_protect
 def _paste(request: WorkspaceRequest) -> HttpResponse:
-    form = PasteForm(request.POST)
+    form = PasteForm(request.POST, limits=document_limits(workspace=request.workspace))
     if not form.is_valid():
         return documents_page(request, paste_form=form, status=400)
     try:
@@ -162,6 +174,23 @@ def _paste(request: WorkspaceRequest) -> HttpResponse:
         attach_error(form, exc)
         return documents_page(request, paste_form=form, status=exc.status)
     messages.success(request, f"Added “{document.title}”. Indexing has started.")
+    return redirect("rag_documents")
+
+
+@require_POST
+def document_import_url(request: WorkspaceRequest) -> HttpResponse:
+    """Queue a web page: the URL is checked now; the page is fetched by the indexing task."""
+    form = UrlForm(request.POST)
+    if not form.is_valid():
+        return documents_page(request, url_form=form, status=400)
+    try:
+        document = services.document_add_url(
+            user=request.user, url=form.cleaned_data["url"], title=form.cleaned_data["title"]
+        )
+    except ApplicationError as exc:
+        attach_error(form, exc)
+        return documents_page(request, url_form=form, status=exc.status)
+    messages.success(request, f"Added “{document.title}”. The page is being fetched, then indexed.")
     return redirect("rag_documents")
 
 
@@ -179,7 +208,15 @@ def document_detail(
     if _is_target(request, SUMMARY_TARGET):
         return render(request, "rag/_document_summary.html", context)
     chunks = Paginator(document_chunks(document=document), CHUNKS_PAGE_SIZE)
-    context["chunks_page"] = chunks.get_page(request.GET.get("page"))
+    page = request.GET.get("page")
+    cited_chunk = request.GET.get("chunk", "")
+    if page is None and cited_chunk.isdigit():  # a citation: open the page that holds it
+        page = str(
+            chunk_page_number(
+                document=document, ordinal=int(cited_chunk), per_page=CHUNKS_PAGE_SIZE
+            )
+        )
+    context["chunks_page"] = chunks.get_page(page)
     return render(request, "rag/document.html", context, status=status)
 
 

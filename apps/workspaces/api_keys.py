@@ -25,16 +25,23 @@ from .models import ApiKey, User, Workspace
 
 log = structlog.get_logger(__name__)
 
-API_KEY_SCOPES = ("chat", "embeddings", "outcomes")
+API_KEY_SCOPES = ("chat", "embeddings", "outcomes", "documents", "tools", "agents")
 # What each scope lets a key do, as the keys page and `apikey create --help` say it.
 API_KEY_SCOPE_LABELS = {
     "chat": "chat: chat completions (/v1/chat/completions)",
     "embeddings": "embeddings: embeddings (/v1/embeddings)",
     "outcomes": "outcomes: record and read billable outcomes (/v1/outcomes); each outcome "
     "recorded is billed to this workspace",
+    "documents": "documents: add, list, delete and search this workspace's documents "
+    "(/v1/documents); a key with it can delete any document",
+    "tools": "tools: call an agent's tools over MCP (<workspace host>/mcp), acting as the "
+    "person who created the key",
+    "agents": 'agents: run the workspace\'s agents with their tools (model "agent:<slug>" in '
+    "/v1/chat/completions), acting as the person who created the key",
 }
 # A new key gets these unless others are chosen. Not `outcomes`: it bills the workspace for
-# every outcome a program reports, so only a key made for that purpose should carry it.
+# every outcome a program reports, so only a key made for that purpose should carry it. Not
+# `documents`: it can delete any of the workspace's documents.
 API_KEY_DEFAULT_SCOPES = ("chat", "embeddings")
 API_KEY_MAX_RATE_LIMIT = 100_000
 SECRET_PREFIX = "sk-aisaas-"

@@ -204,6 +204,8 @@ class AISettings(BaseModel):
     daily_token_limit = models.PositiveBigIntegerField(null=True, blank=True)
     user_daily_request_limit = models.PositiveIntegerField(null=True, blank=True)
     max_tokens_per_call = models.PositiveIntegerField(null=True, blank=True)
+    # Hosts agents' `http_get` may fetch (exact host, or ".example.com" for its subdomains).
+    http_allowed_domains = models.JSONField(default=list, blank=True)
 
     class Meta:
         verbose_name = "AI settings"

@@ -61,11 +61,19 @@ function articleFor(id, role) {
   node.dataset.messageId = id;
   node.dataset.testid = `message-${role}`;
   node.setAttribute("data-testid", `message-${role}`);
+  if (role === "assistant") {
+    const steps = document.createElement("div");
+    steps.className = "msg-steps";
+    node.append(steps);
+  }
   const body = document.createElement("div");
   body.className = "msg-body markdown";
   body.setAttribute("data-testid", "message-body");
   node.append(body);
   if (role === "assistant") {
+    const sources = document.createElement("div");
+    sources.className = "msg-sources";
+    node.append(sources);
     const meta = document.createElement("footer");
     meta.className = "msg-meta";
     const status = document.createElement("span");
@@ -112,6 +120,75 @@ function onEvent(event) {
       current.text += event.text;
       smd.parser_write(current.parser, event.text);
       break;
+    case "tool_call": {
+      // A tool step as a collapsible card; its result fills it in. Text only: arguments and
+      // summaries come from the model and the tool, never parsed as HTML.
+      if (!current || current.id !== event.message_id) break;
+      const card = document.createElement("details");
+      card.className = "tool-step tool-running";
+      card.dataset.callId = event.call_id;
+      card.dataset.tool = event.name;
+      card.dataset.status = "running";
+      card.setAttribute("data-testid", "tool-step");
+      const summary = document.createElement("summary");
+      const name = document.createElement("span");
+      name.className = "tool-name";
+      name.textContent = event.name;
+      const state = document.createElement("span");
+      state.className = "tool-status";
+      state.setAttribute("data-testid", "tool-status");
+      state.textContent = "running…";
+      summary.append(name, " ", state);
+      const args = document.createElement("pre");
+      args.className = "tool-args";
+      args.textContent = JSON.stringify(event.args, null, 2);
+      card.append(summary, args);
+      current.node.querySelector(".msg-steps")?.append(card);
+      statusOf(current.node, `using ${event.name}…`);
+      break;
+    }
+    case "tool_result": {
+      if (!current || current.id !== event.message_id) break;
+      const card = current.node.querySelector(`.tool-step[data-call-id="${CSS.escape(event.call_id)}"]`);
+      if (!card) break;
+      card.className = `tool-step tool-${event.status}`;
+      card.dataset.status = event.status;
+      card.querySelector(".tool-status").textContent = event.status;
+      const result = document.createElement("p");
+      result.className = "muted tool-summary";
+      result.textContent = event.summary;
+      card.append(result);
+      break;
+    }
+    case "citation": {
+      // A passage the answer cites, as soon as it does; `done` replaces the list with the
+      // server's render. Built with textContent: document text is never parsed as HTML.
+      if (!current || current.id !== event.message_id) break;
+      const holder = current.node.querySelector(".msg-sources");
+      let list = holder.querySelector("ol");
+      if (!list) {
+        const box = document.createElement("details");
+        box.className = "sources";
+        box.open = true;
+        box.setAttribute("data-testid", "sources");
+        const summary = document.createElement("summary");
+        summary.textContent = "Sources";
+        list = document.createElement("ol");
+        box.append(summary, list);
+        holder.append(box);
+      }
+      const item = document.createElement("li");
+      item.value = event.n;
+      item.setAttribute("data-testid", "source");
+      const link = document.createElement("a");
+      link.href = event.url;
+      link.textContent = event.title || "Untitled document";
+      item.append(link);
+      if (event.heading) item.append(` › ${event.heading}`);
+      if (event.page) item.append(` · page ${event.page}`);
+      list.append(item);
+      break;
+    }
     case "thinking": {
       if (!current) break;
       let box = current.node.querySelector("details.thinking");
@@ -140,6 +217,10 @@ function onEvent(event) {
       if (!node) break;
       if (current?.parser) smd.parser_end(current.parser);
       node.querySelector(".msg-body").innerHTML = event.html; // the server's sanitised render
+      const steps = node.querySelector(".msg-steps");
+      if (steps && event.steps_html) steps.innerHTML = event.steps_html; // our template, escaped
+      const sources = node.querySelector(".msg-sources");
+      if (sources) sources.innerHTML = event.sources_html || ""; // our template, escaped text
       node.dataset.status = event.status;
       statusOf(node, event.status === "complete" ? "" : event.status === "stopped" ? "stopped" : `error: ${event.error}`);
       if (event.offline) {

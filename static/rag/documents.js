@@ -8,7 +8,7 @@
 
 const root = document.querySelector("[data-live-documents]");
 const LABELS = {
-  queued: "Queued", parsing: "Parsing", chunking: "Chunking", embedding: "Embedding",
+  queued: "Queued", fetching: "Fetching", parsing: "Parsing", chunking: "Chunking", embedding: "Embedding",
   ready: "Ready", paused: "Paused", failed: "Failed",
 };
 const SETTLED = new Set(["ready", "paused", "failed"]);

@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import connections
 from django_tenants.utils import schema_context
 
 from aisaas.asgi import application
-from apps.agents.chat.services import conversation_create
 from apps.agents.models import Conversation, Message
 from apps.traces.models import LlmCallLog
 from apps.traces.services import call_records_flush
@@ -34,38 +30,6 @@ from tests.workspaces.test_consumers import _session_cookie
 pytestmark = pytest.mark.django_db
 
 PATH = "/ws/chat/"
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def _close_consumer_connections() -> AsyncIterator[None]:
-    yield
-    await database_sync_to_async(connections.close_all)()
-
-
-@pytest.fixture
-def member_cookie(member: User) -> Iterator[str]:
-    yield from _session_cookie(member, "acme.localhost")
-
-
-@pytest.fixture
-def outsider_cookie(outsider: User) -> Iterator[str]:
-    yield from _session_cookie(outsider, "globex.localhost")
-
-
-@pytest.fixture
-def conversation(acme: Workspace, member: User) -> Iterator[Conversation]:
-    def create() -> Conversation:
-        with schema_context(acme.schema_name):
-            return conversation_create(user=member)
-
-    found = run_committed(create)
-    yield found
-
-    def remove() -> None:
-        with schema_context(acme.schema_name):
-            Conversation.objects.filter(pk=found.pk).delete()
-
-    run_committed(remove)
 
 
 def socket(host: str, cookie: str, origin: str | None = None) -> WebsocketCommunicator:

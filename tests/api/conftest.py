@@ -20,8 +20,10 @@ import httpx2 as httpx
 import openai
 import pytest
 from django.db.models import Max
+from django_tenants.utils import schema_context
 
 from apps.billing.models import Outcome
+from apps.rag.models import Document
 from apps.traces.models import LlmCallLog
 from apps.traces.services import call_records_flush
 from apps.workspaces.ai import ai_settings_get
@@ -100,6 +102,31 @@ def forget_outcomes(django_db_setup: None) -> Iterator[None]:
     last = run_committed(lambda: Outcome.objects.aggregate(last=Max("pk"))["last"] or 0)
     yield
     run_committed(lambda: Outcome.objects.filter(pk__gt=last).delete())
+
+
+@pytest.fixture
+def forget_documents(django_db_setup: None) -> Iterator[None]:
+    """Documents added through the API are committed in acme's and globex's schemas: deleted
+    after the test (with their bytes and chunks), so that no other test meets them."""
+
+    slugs = ("acme", "globex")
+
+    def last() -> dict[str, int]:
+        found = {}
+        for slug in slugs:
+            with schema_context(slug):
+                found[slug] = Document.objects.aggregate(last=Max("pk"))["last"] or 0
+        return found
+
+    before = run_committed(last)
+    yield
+
+    def forget() -> None:
+        for slug in slugs:
+            with schema_context(slug):
+                Document.objects.filter(pk__gt=before[slug]).delete()
+
+    run_committed(forget)
 
 
 @pytest.fixture

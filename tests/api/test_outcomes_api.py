@@ -21,6 +21,7 @@ from django.core.management import call_command
 from apps.billing.models import Outcome, OutcomeStatus
 from apps.billing.outcomes import outcome_dispute
 from apps.billing.selectors import outcome_list
+from apps.workspaces.api_keys import API_KEY_DEFAULT_SCOPES, API_KEY_SCOPES
 from apps.workspaces.forms import ApiKeyForm
 from apps.workspaces.models import Membership, Workspace
 from tests.asgi_server import AsgiServer, run_committed
@@ -452,7 +453,8 @@ def test_the_scope_is_offered_labelled_on_the_keys_page_and_the_cli(acme: Worksp
         value: "checked" in tag
         for tag, value in re.findall(r'(<input[^>]*value="([a-z]+)"[^>]*>)', str(form["scopes"]))
     }
-    assert boxes == {"chat": True, "embeddings": True, "outcomes": False}
+    assert boxes == {scope: scope in API_KEY_DEFAULT_SCOPES for scope in API_KEY_SCOPES}
+    assert boxes["outcomes"] is False
     assert "record and read billable outcomes" in str(form["scopes"])
     assert "billed to this workspace" in str(form["scopes"])
     assert json.loads(out.getvalue())["scopes"] == ["outcomes"]

@@ -36,9 +36,10 @@ def api_schema(
     make_key: MakeKey,
     workspace_limits: Callable[..., None],
     forget_outcomes: None,
+    forget_documents: None,
 ) -> Any:
     # globex, with room for the worst case of every fuzzed call, and a key with a high limit
-    # and every scope (outcomes too: not a default one)
+    # and every scope (outcomes and documents too: not default ones)
     workspace_limits("globex", daily_token_limit=10**12)
     key = make_key("globex", scopes=API_KEY_SCOPES, rate_limit_per_minute=100_000)
     document = httpx.get(api_server.url("/api/schema/"), params={"format": "json"}).json()

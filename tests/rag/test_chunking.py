@@ -160,10 +160,11 @@ def test_long_code_is_split_at_line_ends():
     assert "\n".join(c.text for c in chunks) == code
 
 
-def test_page_numbers_are_carried_and_a_merged_chunk_keeps_its_first_page():
+def test_page_numbers_are_carried_and_a_chunk_never_spans_two_pages():
     # Given PDF paragraphs on pages 1, 2 and 3, the third long enough to be split
     doc = doc_of(
         Block("paragraph", "Page one text.", page=1),
+        Block("paragraph", "More of page one.", page=1),
         Block("paragraph", "Page two text.", page=2),
         Block("paragraph", sentences(40), page=3),
         fmt="pdf",
@@ -172,11 +173,12 @@ def test_page_numbers_are_carried_and_a_merged_chunk_keeps_its_first_page():
     # When it is chunked
     chunks = chunk(doc)
 
-    # Then the merged first chunk reports page 1, every piece of the long one page 3
-    assert chunks[0].text == "Page one text.\n\nPage two text."
-    assert chunks[0].page == 1
-    assert len(chunks) > 2
-    assert {c.page for c in chunks[1:]} == {3}
+    # Then small paragraphs merge within a page but not across one (a citation names one
+    # page), and every piece of the long one is on page 3
+    assert (chunks[0].text, chunks[0].page) == ("Page one text.\n\nMore of page one.", 1)
+    assert (chunks[1].text, chunks[1].page) == ("Page two text.", 2)
+    assert len(chunks) > 3
+    assert {c.page for c in chunks[2:]} == {3}
     assert all(c.heading_path == () and c.embed_text == c.text for c in chunks)
 
 

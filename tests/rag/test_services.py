@@ -12,10 +12,10 @@ import redis
 from django_tenants.utils import schema_context
 
 from apps.common.errors import ApplicationError
+from apps.rag.intake import clean_filename
 from apps.rag.models import Chunk, Collection, Document, DocumentFile
 from apps.rag.services import (
     EMBED_FEATURE,
-    clean_filename,
     document_add,
     document_delete,
     document_index,
@@ -25,6 +25,8 @@ from apps.traces.models import LlmCallLog
 from apps.traces.services import call_records_flush
 from apps.workspaces.models import AISettings, User, Workspace
 from tests.gateway_support import gateway_settings
+
+from .conftest import OnPlan
 
 pytestmark = pytest.mark.django_db
 
@@ -167,17 +169,22 @@ def test_a_document_deleted_before_its_task_runs_leaves_nothing(
     ("data", "message"),
     [
         (b"", "The file is empty."),
-        (b"x" * 2001, "The file is 2,001 bytes; the limit is 2,000 bytes."),
+        (
+            b"x" * 2001,
+            "The document is 2,001 bytes; the Pro plan allows documents of at most 2,000",
+        ),
+        (b"PK\x03\x04 a zip", "not a supported file type"),
     ],
 )
 def test_bad_files_are_refused_before_anything_is_stored(
-    acme: Workspace, owner: User, settings: object, data: bytes, message: str
+    acme: Workspace, owner: User, settings: Any, on_plan: OnPlan, data: bytes, message: str
 ) -> None:
-    settings.RAG_MAX_FILE_BYTES = 2000  # type: ignore[attr-defined]
+    on_plan("pro")  # takes the setting
+    settings.RAG_MAX_FILE_BYTES = 2000
     with schema_context(acme.schema_name):
         before = Document.objects.count()
         with pytest.raises(ApplicationError) as refused:
-            _add(owner, data=data)
+            document_add(user=owner, data=data, filename="notes.bin")
         assert message in refused.value.message
         assert refused.value.field == "file"
         assert Document.objects.count() == before
@@ -219,7 +226,7 @@ def test_adding_queues_the_indexing_only_after_the_commit(
     ):
         _add(owner)
     # the task is sent once the document is committed (beside the live update to members)
-    assert [c.__qualname__ for c in callbacks].count("document_add.<locals>.<lambda>") == 1
+    assert [c.__qualname__ for c in callbacks].count("_create.<locals>.<lambda>") == 1
 
 
 def test_deleting_a_document_removes_its_bytes_and_chunks(acme: Workspace, owner: User) -> None:

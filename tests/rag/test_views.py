@@ -20,6 +20,8 @@ from tests.conftest import host_client
 from tests.factories import UserFactory
 from tests.gateway_support import gateway_settings
 
+from .conftest import OnPlan
+
 pytestmark = pytest.mark.django_db
 
 GUIDE = b"""# Ocelot guide
@@ -175,22 +177,24 @@ def test_one_bad_file_refuses_the_whole_batch_and_names_it(acme: Workspace, memb
 
 @override_settings(RAG_MAX_FILE_BYTES=2000)
 def test_a_file_over_the_limit_is_dropped_as_it_streams_and_named(
-    acme: Workspace, member: User
+    acme: Workspace, member: User, on_plan: OnPlan
 ) -> None:
+    on_plan("pro")  # takes the setting
     # under the batch limit (5 × 2,000 bytes), so the body is read, but big.md is not kept
     files = [_file("big.md", b"x" * 3000), _file("small.md", b"# Small\n\nfine")]
 
     response = _client(member).post("/documents/upload/", {"file": files})
 
     assert response.status_code == 400
-    assert "“big.md” is over 2,000 bytes, the limit per file." in _html(response)
+    assert "“big.md” is over 2,000 bytes, the Pro plan&#x27;s limit per file." in _html(response)
     assert _documents(acme) == []
 
 
 @override_settings(RAG_MAX_FILE_BYTES=100)
 def test_an_upload_over_the_batch_limit_is_refused_before_its_body_is_read(
-    acme: Workspace, member: User
+    acme: Workspace, member: User, on_plan: OnPlan
 ) -> None:
+    on_plan("pro")
     # Content-Length says 1 MB: the body is never parsed (it is not even a valid multipart).
     response = _client(member).generic(
         "POST",
@@ -206,16 +210,19 @@ def test_an_upload_over_the_batch_limit_is_refused_before_its_body_is_read(
 
 
 def test_the_workspace_document_limit_refuses_the_batch_whole(
-    acme: Workspace, member: User
+    acme: Workspace, member: User, on_plan: OnPlan
 ) -> None:
+    on_plan("pro")  # takes the setting
     _add(acme, member, "first.md")
     with override_settings(RAG_MAX_DOCUMENTS=2):
         response = _client(member).post(
             "/documents/upload/", {"file": [_file("second.md"), _file("third.md")]}
         )
 
-    assert response.status_code == 400
-    assert "the most it can hold; delete some first." in _html(response)
+    assert response.status_code == 409
+    assert "holds 2 documents, the most the Pro plan allows (2); delete some first." in _html(
+        response
+    )
     assert "None of the 2 files was added." in _html(response)
     assert [d.filename for d in _documents(acme)] == ["first.md"]
 
@@ -299,6 +306,52 @@ def test_text_far_too_long_is_refused_before_it_is_read(acme: Workspace, member:
     assert response.status_code == 413
     assert "The text is too long to paste" in _html(response)
     assert _documents(acme) == []
+
+
+def test_a_url_is_queued_to_be_fetched_by_the_task(acme: Workspace, member: User) -> None:
+    client = _client(member)
+    response = client.post(
+        "/documents/url/", {"url": " https://example.com/handbook ", "title": "Handbook"}
+    )
+
+    assert response.status_code == 302
+    [document] = _documents(acme)
+    assert (document.title, document.source, document.url, document.status) == (
+        "Handbook",
+        "url",
+        "https://example.com/handbook",
+        "queued",
+    )
+    assert document.created_by_id == member.pk
+    page = _html(client.get("/documents/"))
+    assert "Added “Handbook”. The page is being fetched, then indexed." in page
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("", "Enter the address of a web page"),
+        ("ftp://example.com/a.txt", "Only http:// and https:// addresses can be imported."),
+        ("http://192.168.1.10/wiki", "That address points into a private network (192.168.1.10)"),
+    ],
+)
+def test_a_bad_url_is_explained_at_the_field_and_stores_nothing(
+    acme: Workspace, member: User, url: str, message: str
+) -> None:
+    response = _client(member).post("/documents/url/", {"url": url})
+
+    assert response.status_code == 400
+    error = _html(response).split('data-testid="url-url-error">')[1].split("</p>")[0]
+    assert message in error
+    assert _documents(acme) == []
+
+
+def test_the_page_states_the_plans_limits(member: User) -> None:
+    html = _html(_client(member).get("/documents/"))
+
+    assert "The Free plan holds up to 100 documents of up to 10.0 MB each." in html
+    assert "10.0 MB per file on the Free plan." in html
+    assert 'data-testid="url-form"' in html
 
 
 @override_settings(DATA_UPLOAD_MAX_NUMBER_FILES=3)
@@ -437,6 +490,7 @@ def test_an_outsider_gets_404_on_every_document_url(
     for path in (
         "/documents/upload/",
         "/documents/paste/",
+        "/documents/url/",
         f"/documents/{document.pk}/reindex/",
         f"/documents/{document.pk}/delete/",
     ):

@@ -2,8 +2,10 @@
 conversation's title. The chat consumer only forwards what `answer_stream` yields.
 
 Frames, in order: `message` (the user's message, rendered; not on regenerate) · `answer` (the
-empty answer's id) · `status` · `token`/`thinking`/`status`… · `error` (a refusal or a provider
-failure) · `done` (how the answer ended, stored first) · later, maybe, `title`.
+empty answer's id) · `status` (searching the documents, when the Assistant is grounded in
+them; thinking) · `token`/`thinking`/`status`/`citation` (a passage the answer cites, when it
+first does)… · `error` (a refusal or a provider failure) · `done` (how the answer ended, stored
+first, with the sources panel) · later, maybe, `title`.
 
 Stopping: the caller sets `stop`; the provider's stream is closed (the gateway settles exactly
 the tokens produced), the partial answer is stored as "stopped" and `done` still follows. If the
@@ -44,12 +46,14 @@ from apps.llm.services import (
     allm_chat,
     call_scope_for,
     count_tokens,
-    llm_stream,
 )
+from apps.rag.grounding import Passage, cited
+from apps.traces.masking import mask_value
 from apps.workspaces.models import User, Workspace
 
+from ..loop import StepCapReached, ToolFinished, ToolStarted, agent_loop
 from . import services
-from .rendering import render_markdown
+from .rendering import cited_sources, render_answer, render_markdown
 from .selectors import access_conversation
 
 log = structlog.get_logger(__name__)
@@ -70,13 +74,14 @@ def refusal_text(exc: BudgetExceededError) -> str:
 @dataclass(frozen=True)
 class Turn:
     """A user turn, prepared in the database: the question (None when regenerating), the empty
-    answer, and the call that will fill it."""
+    answer, and the scope of the call that will fill it."""
 
     question: Message | None
     question_html: str
     answer: Message
-    request: ChatRequest
     scope: CallScope
+    grounded: bool  # the Assistant answers from the workspace's documents
+    agent: services.AgentSetup
 
 
 @dataclass
@@ -88,6 +93,10 @@ class Ending:
     reply: ChatResponse | None = None
     usage: Usage | None = None
     frames: list[Frame] = field(default_factory=list)  # error frames to send before `done`
+    passages: list[Passage] = field(default_factory=list)  # what the answer may cite
+    steps: list[dict[str, Any]] = field(default_factory=list)  # an agent's tool calls
+    cost_micros: int = 0  # of every model call of the turn
+    calls: int = 0
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -95,6 +104,9 @@ class Ending:
             "error": self.error,
             "reply": self.reply,
             "usage": self.usage,
+            "passages": self.passages,
+            "steps": self.steps,
+            "cost_micros": self.cost_micros if self.calls > 1 else None,
         }
 
 
@@ -109,25 +121,43 @@ def _prepare(workspace: Workspace, user: User, kind: str, frame: dict[str, Any])
         exchange = services.answer_regenerate(conversation=conversation)
     answer = exchange.answer
     try:
-        request = services.answer_request(workspace=workspace, answer=answer)
-    except Exception:
-        services.answer_finish(answer=answer, text="", status=Message.Status.ERROR, error="failed")
+        grounded = services.answer_grounded(workspace=workspace, answer=answer)
+        agent = services.answer_agent(workspace=workspace, answer=answer, user=user)
+    except Exception as exc:
+        error = exc.message if isinstance(exc, ApplicationError) else "failed"
+        services.answer_finish(answer=answer, text="", status=Message.Status.ERROR, error=error)
         raise
     scope = call_scope_for(
         workspace=workspace,
         actor=Actor("user", str(user.pk)),
-        feature="chat",
+        feature="chat" if not agent.tools else "agent",
         user=user,
         request_id=answer.request_id,
+        extra_scopes=agent.scopes,
     )
     question = exchange.question
     return Turn(
         question=question,
         question_html=render_markdown(question.content) if question else "",
         answer=answer,
-        request=request,
         scope=scope,
+        grounded=grounded,
+        agent=agent,
     )
+
+
+@in_workspace_schema
+def _request(workspace: Workspace, user: User, turn: Turn) -> services.AnswerRequest:
+    """The call for the turn, with the passages it may cite (a search when grounded)."""
+    try:
+        return services.answer_request(
+            workspace=workspace, answer=turn.answer, user=user, grounded=turn.grounded
+        )
+    except Exception:
+        services.answer_finish(
+            answer=turn.answer, text="", status=Message.Status.ERROR, error="failed"
+        )
+        raise
 
 
 @in_workspace_schema
@@ -139,9 +169,13 @@ def _finish(
         "type": "done",
         "message_id": answer.pk,
         "status": ending.status,
-        "html": render_markdown(answer.content),
+        "html": render_answer(answer.content, answer.sources),
+        "sources_html": render_to_string(
+            "agents/_sources.html", {"sources": cited_sources(answer.sources)}
+        ),
         "feedback_html": render_to_string("agents/_feedback.html", {"m": answer}),
         "error": ending.error,
+        "steps_html": render_to_string("agents/_steps.html", {"steps": answer.steps}),
         "model": answer.model,
         "offline": answer.offline,
         "usage": {"input": answer.input_tokens, "output": answer.output_tokens},
@@ -193,11 +227,15 @@ async def answer_stream(
         "alias": answer.alias,
         "regenerate": turn.question is None,
     }
-    yield {"type": "status", "message_id": answer.pk, "text": "thinking…"}
     text: list[str] = []
     ending = Ending()
     try:
-        async for out in _stream(turn, text, ending, stop):
+        if turn.grounded:
+            yield {"type": "status", "message_id": answer.pk, "text": "searching the documents…"}
+        prepared = await _request(workspace, user, turn)
+        ending.passages = prepared.passages
+        yield {"type": "status", "message_id": answer.pk, "text": "thinking…"}
+        async for out in _stream(turn, prepared.request, text, ending, stop):
             yield out
     finally:
         done, title_request = await asyncio.shield(
@@ -213,19 +251,34 @@ async def answer_stream(
 
 
 async def _stream(
-    turn: Turn, text: list[str], ending: Ending, stop: asyncio.Event
+    turn: Turn, request: ChatRequest, text: list[str], ending: Ending, stop: asyncio.Event
 ) -> AsyncIterator[Frame]:
-    """Run the call; fill `text` and `ending` as it goes (the caller stores them whatever
-    happens)."""
+    """Run the agent loop (one model call for an agent without tools); fill `text` and
+    `ending` as it goes (the caller stores them whatever happens). A `citation` frame goes out
+    when the answer first cites a passage; `tool_call` / `tool_result` around each tool call."""
     mid = turn.answer.pk
+    announced: set[int] = set()
+    setup = turn.agent
+    loop = agent_loop(
+        scope=turn.scope,
+        request=request,
+        ctx=setup.ctx,
+        tools=setup.tools,
+        max_steps=setup.max_steps,
+    )
     try:
-        async for event in until_stopped(stop, llm_stream(scope=turn.scope, request=turn.request)):
+        async for event in until_stopped(stop, loop):
             if event is None:  # stopped
                 _stopped(ending, text)
                 return
             if isinstance(event, TokenEvent):
                 text.append(event.text)
                 yield {"type": "token", "message_id": mid, "text": event.text}
+                if ending.passages and "]" in event.text:
+                    for passage in cited(ending.passages, "".join(text)):
+                        if passage.n not in announced:
+                            announced.add(passage.n)
+                            yield {"type": "citation", "message_id": mid, **passage.as_dict()}
             elif isinstance(event, ThinkingEvent):
                 yield {"type": "thinking", "message_id": mid, "text": event.text}
             elif isinstance(event, StatusEvent):
@@ -233,10 +286,35 @@ async def _stream(
             elif isinstance(event, ErrorEvent):
                 ending.status, ending.error = Message.Status.ERROR, event.message
                 yield _error(event.message, message_id=mid, retryable=True)
-            elif isinstance(event, DoneEvent) and ending.error == "interrupted":
-                truncated = event.reason == "truncated"
-                ending.status = Message.Status.ERROR if truncated else Message.Status.COMPLETE
-                ending.reply, ending.usage, ending.error = event.response, event.usage, ""
+            elif isinstance(event, DoneEvent):
+                _step_done(ending, event)
+            elif isinstance(event, ToolStarted):
+                yield {
+                    "type": "tool_call",
+                    "message_id": mid,
+                    "step": event.step,
+                    "call_id": event.call.id,
+                    "name": event.call.name,
+                    "args": event.call.arguments,
+                }
+            elif isinstance(event, ToolFinished):
+                step = {
+                    "step": event.step,
+                    "call_id": event.call.id,
+                    "name": event.call.name,
+                    "args": mask_value(event.call.arguments),
+                    "status": event.outcome.status,
+                    "summary": event.outcome.summary,
+                }
+                ending.steps.append(step)
+                yield {"type": "tool_result", "message_id": mid, **step}
+            elif isinstance(event, StepCapReached):
+                message = (
+                    f"The agent stopped after {event.steps} steps without a final answer "
+                    "(its step limit). Ask again more specifically, or raise the limit."
+                )
+                ending.status, ending.error = Message.Status.ERROR, message
+                yield _error(message, message_id=mid)
         if ending.error == "interrupted":
             ending.status, ending.error = Message.Status.COMPLETE, ""
     except BudgetExceededError as exc:
@@ -252,9 +330,22 @@ async def _stream(
         raise
 
 
+def _step_done(ending: Ending, event: DoneEvent) -> None:
+    """One model call finished: its usage and cost add up; the last one names the model."""
+    ending.calls += 1
+    ending.reply = event.response
+    ending.usage = event.usage if ending.usage is None else ending.usage + event.usage
+    ending.cost_micros += event.response.cost_micros if event.response is not None else 0
+    if ending.error in ("interrupted", ""):
+        truncated = event.reason == "truncated"
+        ending.status = Message.Status.ERROR if truncated else Message.Status.COMPLETE
+        ending.error = ""
+
+
 def _stopped(ending: Ending, text: list[str]) -> None:
     ending.status, ending.error = Message.Status.STOPPED, ""
-    ending.usage = Usage(output_tokens=count_tokens("".join(text)))
+    earlier = ending.usage.input_tokens if ending.usage is not None else 0  # finished steps
+    ending.usage = Usage(input_tokens=earlier, output_tokens=count_tokens("".join(text)))
 
 
 async def _name(

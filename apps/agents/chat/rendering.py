@@ -6,7 +6,11 @@ image URL would load from anywhere as soon as the answer is shown."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from html import escape
+from typing import Any
 
 import nh3
 from markdown_it import MarkdownIt
@@ -44,3 +48,37 @@ _LANGUAGES = (
     "python", "js", "javascript", "ts", "typescript", "bash", "sh", "shell", "json", "yaml",
     "sql", "html", "css", "go", "rust", "java", "c", "cpp", "ruby", "php", "text", "diff",
 )  # fmt: skip
+
+
+# [1] or [1, 3] in rendered text, outside code (markdown-it escapes nothing in brackets).
+_CITATION = re.compile(r"\[(\d{1,2}(?:\s*,\s*\d{1,2})*)\]")
+_CODE = re.compile(r"(<pre>.*?</pre>|<code>.*?</code>|<a [^>]*>.*?</a>)", re.DOTALL)
+
+
+def render_answer(text: str, sources: Sequence[Mapping[str, Any]] = ()) -> str:
+    """Sanitised HTML for an answer, its citations linked to the passages they cite. The links
+    are built after sanitising, from stored passages only (our own URLs, integer numbers)."""
+    html = render_markdown(text)
+    urls = {int(s["n"]): str(s["url"]) for s in sources if s.get("cited")}
+    if not urls:
+        return html
+
+    def link(match: re.Match[str]) -> str:
+        numbers = [int(part) for part in match.group(1).split(",")]
+        if not all(n in urls for n in numbers):
+            return match.group(0)
+        return "".join(
+            f'<a class="cite" href="{escape(urls[n])}" data-source="{n}" '
+            f'title="Source {n}">[{n}]</a>'
+            for n in numbers
+        )
+
+    parts = _CODE.split(html)
+    return "".join(
+        part if index % 2 else _CITATION.sub(link, part) for index, part in enumerate(parts)
+    )
+
+
+def cited_sources(sources: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The passages an answer cites, in citation order as stored (by number)."""
+    return sorted((s for s in sources if s.get("cited")), key=lambda s: int(s["n"]))

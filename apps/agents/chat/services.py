@@ -5,22 +5,29 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from django.conf import settings
 from django.db import transaction
 
+from apps.agents.loop import agent_scopes
 from apps.agents.models import Agent, Conversation, Message
+from apps.agents.prompting import agent_system_prompt
 from apps.agents.services import agent_default
+from apps.agents.tools.registry import ToolContext, ToolSpec, tools_for
 from apps.common.errors import ApplicationError
 from apps.llm.prompts import render_prompt
-from apps.llm.services import ChatRequest, ChatResponse, Usage
+from apps.llm.services import Actor, ChatRequest, ChatResponse, Scope, Usage
 from apps.llm.services import Message as LlmMessage
+from apps.rag.grounding import Passage, cited, has_documents, passages_for, sources_block
 from apps.traces.models import LlmCallLog
 from apps.traces.rollups import trace_score_set
 from apps.traces.services import call_records_flush
 from apps.workspaces.models import User, Workspace
+from apps.workspaces.selectors import membership_get
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +87,12 @@ def _answer_for(conversation: Conversation) -> Message:
 def message_post(*, conversation: Conversation, user: User, text: object) -> Exchange:
     """The user's message and the (empty, streaming) answer it asks for."""
     text = _clean_text(text)
+    if not conversation.agent.is_active:
+        raise ApplicationError(
+            f"{conversation.agent.name} is paused by an admin; start a conversation with "
+            "another agent.",
+            field="text",
+        )
     with transaction.atomic():
         Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
         _refuse_while_streaming(conversation)
@@ -111,13 +124,60 @@ def answer_regenerate(*, conversation: Conversation) -> Exchange:
     return Exchange(question=None, answer=answer)
 
 
-def answer_request(*, workspace: Workspace, answer: Message) -> ChatRequest:
-    """What the gateway gets for `answer`: the agent's system prompt and the history so far."""
+@dataclass(frozen=True)
+class AgentSetup:
+    """How the conversation's agent acts in a turn: its tools (none for the Assistant), for
+    whom, its step cap and its limits as budget scopes."""
+
+    ctx: ToolContext
+    tools: list[ToolSpec[Any, Any]]
+    max_steps: int
+    scopes: tuple[Scope, ...]
+
+
+def answer_agent(*, workspace: Workspace, answer: Message, user: User) -> AgentSetup:
+    agent = answer.conversation.agent
+    membership = membership_get(workspace=workspace, user=user)
+    if membership is None:  # the socket checked it; a removal in between ends here
+        raise ApplicationError("You are no longer a member of this workspace.", field="text")
+    run_key = f"answer-{answer.pk}"
+    ctx = ToolContext(
+        workspace=workspace,
+        agent=agent,
+        user=user,
+        membership=membership,
+        run_key=run_key,
+        via="chat",
+        conversation_id=answer.conversation_id,
+    )
+    return AgentSetup(
+        ctx=ctx,
+        tools=tools_for(list(agent.tools or [])),
+        max_steps=agent.max_steps if agent.tools else 1,
+        scopes=agent_scopes(agent, schema=workspace.schema_name, run_key=run_key),
+    )
+
+
+def answer_grounded(*, workspace: Workspace, answer: Message) -> bool:
+    """Whether `answer` is given passages of the workspace's documents: the default Assistant
+    answers from them as soon as one document is ready (agents search with their tool)."""
+    return answer.conversation.agent.is_default and has_documents(workspace)
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    request: ChatRequest
+    passages: list[Passage]  # what the model may cite ([] when not grounded or none relevant)
+
+
+def answer_request(
+    *, workspace: Workspace, answer: Message, user: User | None = None, grounded: bool = False
+) -> AnswerRequest:
+    """What the gateway gets for `answer`: the agent's system prompt and the history so far;
+    when `grounded`, the grounded prompt with the passages retrieved for the last question
+    (the search is metered to `user`)."""
     conversation = answer.conversation
     agent = conversation.agent
-    prompt = render_prompt(
-        agent.system_prompt, {"workspace_name": workspace.name, "agent_name": agent.name}
-    )
     history = [
         LlmMessage(role=m.role, content=m.content)  # type: ignore[arg-type]
         for m in conversation.messages.filter(superseded=False, pk__lt=answer.pk).exclude(
@@ -125,13 +185,27 @@ def answer_request(*, workspace: Workspace, answer: Message) -> ChatRequest:
         )
         if m.content
     ]
-    return ChatRequest(
+    passages: list[Passage] = []
+    question = next((m.content for m in reversed(history) if m.role == "user"), "")
+    if grounded and question:
+        actor = Actor("user", str(user.pk)) if user is not None else None
+        passages = passages_for(workspace=workspace, question=question, user=user, actor=actor)
+        prompt, system = agent_system_prompt(
+            workspace=workspace,
+            agent=agent,
+            prompt="chat.grounded",
+            sources=sources_block(passages),
+        )
+    else:
+        prompt, system = agent_system_prompt(workspace=workspace, agent=agent)
+    request = ChatRequest(
         alias=agent.alias,
-        messages=(LlmMessage("system", prompt.text), *history[-settings.CHAT_HISTORY_MESSAGES :]),
+        messages=(LlmMessage("system", system), *history[-settings.CHAT_HISTORY_MESSAGES :]),
         metadata={"conversation": str(conversation.pk), "message": str(answer.pk)},
         prompt_name=prompt.name,
         prompt_version=prompt.version,
     )
+    return AnswerRequest(request=request, passages=passages)
 
 
 def answer_finish(
@@ -142,16 +216,25 @@ def answer_finish(
     reply: ChatResponse | None = None,
     usage: Usage | None = None,
     error: str = "",
+    passages: Sequence[Passage] = (),
+    cost_micros: int | None = None,
+    steps: Sequence[dict[str, Any]] = (),
 ) -> Message:
-    """Store how an answer ended: complete, stopped (its partial text) or error."""
+    """Store how an answer ended: complete, stopped (its partial text) or error; with the
+    passages it was given, those it cites marked."""
     answer.content = text
+    cited_ns = {p.n for p in cited(passages, text)}
+    answer.sources = [{**p.as_dict(), "cited": p.n in cited_ns} for p in passages]
     answer.status = status
     answer.error = error
     if reply is not None:
         answer.trace_id = uuid.UUID(reply.trace_id)
         answer.provider, answer.model, answer.offline = reply.provider, reply.model, reply.offline
         answer.cost_micros = reply.cost_micros
-        usage = reply.usage
+        usage = usage or reply.usage
+    if cost_micros is not None:  # an agent's answer: the sum of its model calls
+        answer.cost_micros = cost_micros
+    answer.steps = list(steps)
     if usage is not None:
         answer.input_tokens, answer.output_tokens = usage.input_tokens, usage.output_tokens
     answer.save()

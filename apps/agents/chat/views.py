@@ -3,18 +3,20 @@ streaming go over the socket (consumers.py); these render pages and take feedbac
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.agents.models import Conversation
+from apps.agents.selectors import access_agent_by_ref, agent_active_list
 from apps.agents.services import agent_default
 from apps.common.errors import ApplicationError
 from apps.llm.services import alias_is_offline
 from apps.workspaces.http import WorkspaceRequest
 
 from . import services
-from .rendering import render_markdown
+from .rendering import cited_sources, render_answer
 from .selectors import (
     access_conversation,
     access_message,
@@ -33,7 +35,16 @@ def chat_home(request: WorkspaceRequest) -> HttpResponse:
 
 @require_POST
 def chat_new(request: WorkspaceRequest) -> HttpResponse:
-    conversation = services.conversation_create(user=request.user)
+    """A new conversation with the agent picked (`agent`: an id or a slug; empty: the default
+    Assistant). Another workspace's or a missing agent is 404; a paused one is refused."""
+    ref = request.POST.get("agent", "").strip()
+    agent = access_agent_by_ref(ref=ref) if ref else agent_default()
+    if not agent.is_active:
+        messages.error(
+            request, f"{agent.name} is paused by an admin; start a conversation with another agent."
+        )
+        return redirect("chat_home")
+    conversation = services.conversation_create(user=request.user, agent=agent)
     return redirect("chat_conversation", conversation_id=conversation.pk)
 
 
@@ -44,9 +55,14 @@ def chat_conversation(request: WorkspaceRequest, conversation_id: int) -> HttpRe
 
 def _page(request: WorkspaceRequest, *, conversation: Conversation | None) -> HttpResponse:
     user = request.user
-    agent = conversation.agent if conversation else agent_default()
+    default_agent = agent_default()
+    agent = conversation.agent if conversation else default_agent
     messages = [
-        {"message": m, "html": render_markdown(m.content)}
+        {
+            "message": m,
+            "html": render_answer(m.content, m.sources),
+            "sources": cited_sources(m.sources),
+        }
         for m in (conversation_messages(conversation=conversation) if conversation else [])
     ]
     context = {
@@ -57,6 +73,8 @@ def _page(request: WorkspaceRequest, *, conversation: Conversation | None) -> Ht
         "offline": alias_is_offline(agent.alias),
         "budget": budget_notice(workspace=request.workspace, user=user, alias=agent.alias),
         "can_manage": request.membership.can_manage,
+        "agents": agent_active_list(),
+        "default_agent": default_agent,
     }
     return render(request, "agents/chat.html", context)
 

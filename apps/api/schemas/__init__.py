@@ -1,8 +1,20 @@
 """The /v1 API's bodies and answers as pydantic models: one source for both validation and the
 OpenAPI document (`openapi.py` publishes their JSON Schemas, schemathesis checks answers against
-the response models). `openai`: the OpenAI-compatible endpoints; `outcomes`: `/v1/outcomes`.
-Callers use `schemas.X`."""
+the response models). `openai`: the OpenAI-compatible endpoints; `outcomes`: `/v1/outcomes`;
+`documents`: `/v1/documents`. Callers use `schemas.X`."""
 
+from .documents import (
+    Document,
+    DocumentDeleted,
+    DocumentFromText,
+    DocumentFromUrl,
+    DocumentList,
+    DocumentListQuery,
+    DocumentSearch,
+    DocumentUpload,
+    SearchHit,
+    SearchResults,
+)
 from .openai import (
     AssistantMessage,
     ChatCompletion,
@@ -54,6 +66,14 @@ __all__ = [
     "ChunkToolCall",
     "CompletionUsage",
     "Delta",
+    "Document",
+    "DocumentDeleted",
+    "DocumentFromText",
+    "DocumentFromUrl",
+    "DocumentList",
+    "DocumentListQuery",
+    "DocumentSearch",
+    "DocumentUpload",
     "Embedding",
     "EmbeddingList",
     "EmbeddingRequest",
@@ -74,6 +94,8 @@ __all__ = [
     "OutcomeList",
     "OutcomeListQuery",
     "ResponseFormatSpec",
+    "SearchHit",
+    "SearchResults",
     "StreamOptions",
     "Strict",
     "ToolCallOut",

@@ -61,14 +61,14 @@ def _uuid(value: Any) -> Any:
     return value
 
 
-def _whole(value: Any) -> Any:
+def whole_number(value: Any) -> Any:
     """A query-string number: plain digits (pydantic would also read "+5", " 5", "1_0", "5.0")."""
     if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,19}", value):
         raise PydanticCustomError("int_parsing", "Input should be a whole number")
     return value
 
 
-def _storable(value: Any) -> Any:
+def storable(value: Any) -> Any:
     """Text PostgreSQL can keep: no NUL character, no unpaired surrogate (JSON allows both)."""
     if not isinstance(value, str):
         return value
@@ -85,19 +85,19 @@ def _storable(value: Any) -> Any:
 
 # Bounds sit on the plain str or int, ahead of the validator: only there do they reach the JSON
 # Schema and pydantic's own wording ("String should have at most 100 characters").
-_NO_NUL = {"pattern": "^[^\\x00]*$"}
+NO_NUL = {"pattern": "^[^\\x00]*$"}
 Kind = Annotated[
     str,
-    Field(min_length=1, max_length=KIND_MAX_CHARS, json_schema_extra=_NO_NUL),
-    BeforeValidator(_storable),
+    Field(min_length=1, max_length=KIND_MAX_CHARS, json_schema_extra=NO_NUL),
+    BeforeValidator(storable),
 ]
 ExternalId = Annotated[
     str,
-    Field(min_length=1, max_length=EXTERNAL_ID_MAX_CHARS, json_schema_extra=_NO_NUL),
-    BeforeValidator(_storable),
+    Field(min_length=1, max_length=EXTERNAL_ID_MAX_CHARS, json_schema_extra=NO_NUL),
+    BeforeValidator(storable),
 ]
 RunId = Annotated[
-    str, Field(max_length=RUN_ID_MAX_CHARS, json_schema_extra=_NO_NUL), BeforeValidator(_storable)
+    str, Field(max_length=RUN_ID_MAX_CHARS, json_schema_extra=NO_NUL), BeforeValidator(storable)
 ]
 PriceUsd = Annotated[
     Decimal,
@@ -120,8 +120,8 @@ PriceUsd = Annotated[
     ),
 ]
 TraceId = Annotated[uuid.UUID, BeforeValidator(_uuid)]
-PageSize = Annotated[int, Field(ge=1, le=100), BeforeValidator(_whole)]
-OutcomeId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_whole)]
+PageSize = Annotated[int, Field(ge=1, le=100), BeforeValidator(whole_number)]
+OutcomeId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(whole_number)]
 
 
 class OutcomeCreate(BaseModel):

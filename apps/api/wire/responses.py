@@ -99,6 +99,13 @@ class Chunks:
         self.tool_calls += 1
         return chunk
 
+    def step(self, event: dict[str, Any]) -> dict[str, Any]:
+        """An agent's tool step (ours, already executed): an empty delta, the step under
+        `aisaas` — OpenAI clients ignore it, ours can show it."""
+        chunk = self._chunk({})
+        chunk["aisaas"] = {"agent_step": event}
+        return chunk
+
     def finish(self, reason: str) -> dict[str, Any]:
         return self._chunk({}, _FINISH.get(reason, reason))
 

@@ -10,7 +10,14 @@ from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 
-from ..schemas import ChatCompletionRequest, EmbeddingRequest, OutcomeCreate, OutcomeListQuery
+from ..schemas import (
+    ChatCompletionRequest,
+    DocumentListQuery,
+    DocumentSearch,
+    EmbeddingRequest,
+    OutcomeCreate,
+    OutcomeListQuery,
+)
 from .errors import ApiError
 
 
@@ -114,5 +121,19 @@ def outcome_body(data: dict[str, Any]) -> OutcomeCreate:
 def outcome_query(raw: bytes) -> OutcomeListQuery:
     try:
         return OutcomeListQuery.model_validate(parse_query(raw))
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def document_query(raw: bytes) -> DocumentListQuery:
+    try:
+        return DocumentListQuery.model_validate(parse_query(raw))
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def search_body(data: dict[str, Any]) -> DocumentSearch:
+    try:
+        return DocumentSearch.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc) from None

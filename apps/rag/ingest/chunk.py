@@ -37,7 +37,7 @@ class Chunk:
     ordinal: int
     text: str  # the chunk's own text, without the heading path
     heading_path: tuple[str, ...]
-    page: int | None  # first page the chunk comes from (PDFs), else None
+    page: int | None  # the page the chunk is on (PDFs; chunks never span pages), else None
     token_count: int  # of embed_text
     embed_text: str  # heading path + "\n" + text: what is embedded and shown in citations
     content_hash: str  # sha256 of embed_text: re-indexing keeps chunks whose hash is unchanged
@@ -100,7 +100,8 @@ def _pieces(
             continue
         prefix = _prefix(path, count, limit)
         merged = "\n\n".join([*(b.text for b in pending), block.text])
-        if pending and count(prefix + merged) <= target:
+        # A page break ends a merge run too: a citation names the one page its chunk is on.
+        if pending and pending[-1].page == block.page and count(prefix + merged) <= target:
             pending.append(block)
         elif count(prefix + block.text) <= limit:
             yield from flush()

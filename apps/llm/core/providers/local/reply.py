@@ -1,8 +1,9 @@
 """What the offline model says, planned whole before a token is sent.
 
 The answer is built from the prompt: a tool call when one is asked for, a JSON value for
-structured outputs, a summary of a tool's result, or a few sentences of prose that restate
-the request. A hash of the model and the messages picks the wording, so the same request
+structured outputs, a summary of a tool's result, an extractive answer with citations when the
+system prompt carries sources (grounded.py), or a few sentences of prose that restate the
+request. A hash of the model and the messages picks the wording, so the same request
 always gets the same answer and a different one gets a different answer.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...types import ChatRequest, Message, Tool, ToolCall
+from .grounded import grounded_answer, sources_in
 from .schema_value import sample
 from .words import first_sentence, join_words, salient, seed
 
@@ -85,6 +87,9 @@ def plan_reply(request: ChatRequest, model: str) -> Reply:
         return Reply(text=_json(_small_object(hint)))
     if answering_tool and last is not None:
         return Reply(text=_from_tool_result(messages, last, question))
+    sources = sources_in(messages)
+    if sources is not None:
+        return Reply(text=grounded_answer(sources, question))
     thinking = _thinking(question, _system_role(messages)) if "reason" in model else ""
     return Reply(text=_prose(messages, question, model, number), thinking=thinking)
 

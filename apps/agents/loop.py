@@ -1,0 +1,143 @@
+"""The agent loop: model call → tool calls → results back to the model → … → a final answer.
+
+One loop for every surface (chat, /v1 `agent:<slug>`, background runs): it yields the
+gateway's stream events of each step (tokens, thinking, status, one `DoneEvent` per model
+call) and, between steps, `ToolStarted` / `ToolFinished` around each tool call. It stops at a
+final answer (a step without tool calls), at the agent's step cap (`StepCapReached`), or when
+the caller closes it — which closes the model stream in flight (the gateway settles exactly
+what was produced) and never leaves a tool half-run (each tool call is one transaction).
+
+Each model call is its own trace; the agent's limits ride in the call scope as budget scopes
+(`agent_scopes`), reserved atomically with the workspace's own budgets and credit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from apps.common.channels import in_workspace_schema
+from apps.llm.services import CallScope as LlmScope
+from apps.llm.services import (
+    ChatRequest,
+    Message,
+    Scope,
+    TokenEvent,
+    ToolCall,
+    ToolUseEvent,
+    llm_stream,
+)
+from apps.workspaces.models import Workspace
+
+from .models import Agent
+from .tools.registry import ToolContext, ToolSpec
+from .tools.runner import ToolOutcome, tool_call
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStarted:
+    step: int
+    call: ToolCall
+    type: str = "tool_call"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFinished:
+    step: int
+    call: ToolCall
+    outcome: ToolOutcome
+    type: str = "tool_result"
+
+
+@dataclass(frozen=True, slots=True)
+class StepCapReached:
+    steps: int
+    type: str = "step_cap"
+
+
+LoopEvent = object  # a gateway StreamEvent, ToolStarted, ToolFinished or StepCapReached
+
+
+def agent_scopes(
+    agent: Agent, *, schema: str, run_key: str, now: float | None = None
+) -> tuple[Scope, ...]:
+    """The agent's limits as budget scopes (micro-dollars; the gateway prices the worst case):
+    its daily spend across all its conversations and runs, and this run's cost cap."""
+    now = time.time() if now is None else now
+    day = time.strftime("%Y-%m-%d", time.gmtime(now))
+    resets_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((int(now) // 86400 + 1) * 86400))
+    scopes = []
+    if agent.daily_spend_limit_micros is not None:
+        scopes.append(
+            Scope(
+                name="agent_day_spend",
+                key=f"{schema}:budget:agent_day_spend:{agent.pk}:{day}",
+                limit=agent.daily_spend_limit_micros,
+                amount=0,  # priced by the gateway
+                unit="micro-dollars",
+                resets_at=resets_at,
+            )
+        )
+    if agent.max_run_cost_micros is not None:
+        scopes.append(
+            Scope(
+                name="agent_run_cost",
+                key=f"{schema}:budget:agent_run_cost:{run_key}",
+                limit=agent.max_run_cost_micros,
+                amount=0,
+                unit="micro-dollars",
+                ttl=7 * 86400,
+            )
+        )
+    return tuple(scopes)
+
+
+@in_workspace_schema
+def _call_tool(workspace: Workspace, ctx: ToolContext, call: ToolCall, step: int) -> ToolOutcome:
+    return tool_call(ctx, call.name, call.arguments, step=step)
+
+
+async def agent_loop(
+    *,
+    scope: LlmScope,
+    request: ChatRequest,
+    ctx: ToolContext,
+    tools: Sequence[ToolSpec[Any, Any]],
+    max_steps: int,
+) -> AsyncIterator[LoopEvent]:
+    """Run the loop from `request` (system prompt and history); see the module docstring."""
+    messages = list(request.messages)
+    offered = tuple(spec.as_llm_tool() for spec in tools)
+    for step in range(1, max(1, max_steps) + 1):
+        step_request = replace(
+            request,
+            messages=tuple(messages),
+            tools=offered,
+            tool_choice="auto" if offered else None,
+        )
+        calls: list[ToolCall] = []
+        text: list[str] = []
+        events = llm_stream(scope=scope, request=step_request)
+        try:
+            async for event in events:
+                if isinstance(event, ToolUseEvent):
+                    calls.append(event.call)
+                    continue
+                if isinstance(event, TokenEvent):
+                    text.append(event.text)
+                yield event
+        finally:  # closed early (stop, lost socket): close the model stream, which settles
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if not calls:
+            return
+        messages.append(Message("assistant", "".join(text), tool_calls=tuple(calls)))
+        for call in calls:
+            yield ToolStarted(step, call)
+            outcome = await _call_tool(ctx.workspace, ctx, call, step)
+            yield ToolFinished(step, call, outcome)
+            messages.append(Message("tool", outcome.content, tool_call_id=call.id, name=call.name))
+    yield StepCapReached(max_steps)

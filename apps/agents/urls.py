@@ -1,0 +1,20 @@
+"""The Agents, Tasks and tool-audit pages on a workspace host (members; managing: owners and
+admins)."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("agents/", views.agents_page, name="agents"),
+    path("agents/new/", views.agent_new, name="agent_new"),
+    path("agents/web-access/", views.http_domains, name="agents_http_domains"),
+    path("agents/audit/", views.audit_page, name="agents_audit"),
+    path("agents/<int:agent_id>/edit/", views.agent_edit, name="agent_edit"),
+    path("agents/<int:agent_id>/status/", views.agent_status, name="agent_status"),
+    path("agents/<int:agent_id>/delete/", views.agent_delete, name="agent_delete"),
+    path("tasks/", views.tasks_page, name="tasks"),
+    path("tasks/add/", views.task_add, name="task_add"),
+    path("tasks/<int:task_id>/status/", views.task_status, name="task_status"),
+    path("tasks/<int:task_id>/delete/", views.task_delete, name="task_delete"),
+]

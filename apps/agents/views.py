@@ -1,0 +1,282 @@
+"""The Agents, Tasks and tool-audit pages on a workspace host (members only: the middleware let
+them in).
+
+Every member sees the agents; owners and admins create, edit, pause and delete them, choose
+the hosts agents may fetch, and read the audit of tool calls. Members add tasks and change
+their own; owners and admins any. The services hold the rules; a member's mutation is refused
+here first (403) so that no form is even read for them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from apps.common.errors import ApplicationError, PermissionDeniedError
+from apps.workspaces.ai import ai_settings_get
+from apps.workspaces.forms import attach_error
+from apps.workspaces.http import WorkspaceRequest
+from apps.workspaces.selectors import membership_list
+
+from . import services
+from .forms import (
+    TASK_FILTER_CHOICES,
+    AgentForm,
+    AuditFilterForm,
+    HttpDomainsForm,
+    TaskFilterForm,
+    TaskForm,
+    TaskStatusForm,
+)
+from .models import Agent, Task
+from .selectors import (
+    access_agent,
+    access_task,
+    agent_conversation_count,
+    agent_list,
+    agent_rows,
+    audit_list,
+    audit_rows,
+    task_list,
+    task_rows,
+)
+
+TASKS_PAGE_SIZE = 50
+AUDIT_PAGE_SIZE = 50
+
+
+def _refused(request: WorkspaceRequest, message: str) -> HttpResponse:
+    return render(request, "agents/refused.html", {"message": message}, status=403)
+
+
+def _managers_only(request: WorkspaceRequest, what: str) -> HttpResponse | None:
+    if request.membership.can_manage:
+        return None
+    return _refused(request, f"Only owners and admins of {request.workspace.name} can {what}.")
+
+
+# --- agents ------------------------------------------------------------------------------------
+
+
+def agents_page(
+    request: WorkspaceRequest, *, domains_form: HttpDomainsForm | None = None, status: int = 200
+) -> HttpResponse:
+    services.agent_default()  # listed from the first visit, as the chat creates it
+    context: dict[str, Any] = {"rows": agent_rows(), "can_manage": request.membership.can_manage}
+    if request.membership.can_manage:
+        hosts = ai_settings_get(workspace=request.workspace).http_allowed_domains or []
+        context["domains_form"] = domains_form or HttpDomainsForm(
+            initial={"http_allowed_domains": "\n".join(str(h) for h in hosts)}
+        )
+    return render(request, "agents/agents.html", context, status=status)
+
+
+def _agent_form_page(
+    request: WorkspaceRequest, form: AgentForm, *, agent: Agent | None, status: int = 200
+) -> HttpResponse:
+    return render(request, "agents/agent_form.html", {"form": form, "agent": agent}, status=status)
+
+
+def agent_new(request: WorkspaceRequest) -> HttpResponse:
+    """GET: the empty form; POST: create the agent."""
+    if (denied := _managers_only(request, "create agents")) is not None:
+        return denied
+    if request.method != "POST":
+        return _agent_form_page(request, AgentForm(), agent=None)
+    form = AgentForm(request.POST)
+    if not form.is_valid():
+        return _agent_form_page(request, form, agent=None, status=400)
+    try:
+        agent = services.agent_create(actor=request.membership, fields=form.agent_fields())
+    except ApplicationError as exc:
+        attach_error(form, exc)
+        return _agent_form_page(request, form, agent=None, status=exc.status)
+    messages.success(request, f"Created {agent.name} (“{agent.slug}”).")
+    return redirect("agents")
+
+
+def agent_edit(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
+    """GET: the agent's form; POST: save it."""
+    agent = access_agent(agent_id=agent_id)
+    if (denied := _managers_only(request, "change agents")) is not None:
+        return denied
+    if request.method != "POST":
+        return _agent_form_page(request, AgentForm(agent=agent), agent=agent)
+    form = AgentForm(request.POST, agent=agent)
+    if not form.is_valid():
+        return _agent_form_page(request, form, agent=agent, status=400)
+    try:
+        services.agent_update(actor=request.membership, agent=agent, fields=form.agent_fields())
+    except ApplicationError as exc:
+        attach_error(form, exc)
+        agent.refresh_from_db()  # the page names the agent as saved, not as typed
+        return _agent_form_page(request, form, agent=agent, status=exc.status)
+    messages.success(request, f"Saved {agent.name}.")
+    return redirect("agents")
+
+
+@require_POST
+def agent_status(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
+    """Pause or resume (`status`: paused / active)."""
+    agent = access_agent(agent_id=agent_id)
+    if (denied := _managers_only(request, "pause or resume agents")) is not None:
+        return denied
+    try:
+        services.agent_set_status(
+            actor=request.membership, agent=agent, status=request.POST.get("status", "")
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return agents_page(request, status=exc.status)
+    if agent.is_active:
+        messages.success(request, f"{agent.name} is active again.")
+    else:
+        messages.success(
+            request,
+            f"Paused {agent.name}: no one can message it until it is resumed; its "
+            "conversations stay readable.",
+        )
+    return redirect("agents")
+
+
+def agent_delete(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
+    """GET asks for confirmation (or explains why the agent cannot go); POST deletes."""
+    agent = access_agent(agent_id=agent_id)
+    if (denied := _managers_only(request, "delete agents")) is not None:
+        return denied
+    context = {"agent": agent, "conversations": agent_conversation_count(agent=agent)}
+    if request.method != "POST":
+        return render(request, "agents/agent_delete.html", context)
+    name = agent.name
+    try:
+        services.agent_delete(actor=request.membership, agent=agent)
+    except ApplicationError as exc:
+        context |= {"error": exc.message, "conversations": agent_conversation_count(agent=agent)}
+        return render(request, "agents/agent_delete.html", context, status=409)
+    messages.success(request, f"Deleted {name}. Its tool audit stays on the audit page.")
+    return redirect("agents")
+
+
+@require_POST
+def http_domains(request: WorkspaceRequest) -> HttpResponse:
+    """Replace the hosts agents' `http_get` may fetch (AI settings)."""
+    if (denied := _managers_only(request, "choose the hosts agents may fetch")) is not None:
+        return denied
+    form = HttpDomainsForm(request.POST)
+    if not form.is_valid():
+        return agents_page(request, domains_form=form, status=400)
+    try:
+        hosts = services.workspace_http_domains_set(
+            actor=request.membership, workspace=request.workspace, entries=form.entries()
+        )
+    except ApplicationError as exc:
+        attach_error(form, exc)
+        return agents_page(request, domains_form=form, status=exc.status)
+    if hosts:
+        messages.success(
+            request, f"Agents may fetch from {len(hosts)} host(s): {', '.join(hosts)}."
+        )
+    else:
+        messages.success(request, "Agents may fetch from no host.")
+    return redirect(reverse("agents") + "#web-access")
+
+
+# --- the audit ---------------------------------------------------------------------------------
+
+
+def audit_page(request: WorkspaceRequest) -> HttpResponse:
+    if (denied := _managers_only(request, "read the audit of agents' tool calls")) is not None:
+        return denied
+    form = AuditFilterForm(
+        request.GET or None,
+        agents=[(a.pk, a.name) for a in agent_list()],
+        people=[(m.user_id, m.user.email) for m in membership_list(workspace=request.workspace)],
+    )
+    page = Paginator(audit_list(form.filters()), AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form,
+        "page": page,
+        "rows": audit_rows(page.object_list),
+        "query": query.urlencode(),
+    }
+    status = 400 if form.is_bound and not form.is_valid() else 200
+    return render(request, "agents/audit.html", context, status=status)
+
+
+# --- tasks -------------------------------------------------------------------------------------
+
+
+def tasks_page(
+    request: WorkspaceRequest, *, form: TaskForm | None = None, status: int = 200
+) -> HttpResponse:
+    show = TaskFilterForm(request.GET).show_value()
+    page = Paginator(task_list(show=show), TASKS_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "form": form or TaskForm(),
+        "show": show,
+        "filters": TASK_FILTER_CHOICES,
+        "page": page,
+        "rows": task_rows(page.object_list, membership=request.membership),
+    }
+    return render(request, "agents/tasks.html", context, status=status)
+
+
+def _back_to_tasks(request: WorkspaceRequest) -> HttpResponse:
+    show = TaskFilterForm(request.POST).show_value()
+    url = reverse("tasks")
+    return redirect(url if show == "all" else f"{url}?show={show}")
+
+
+@require_POST
+def task_add(request: WorkspaceRequest) -> HttpResponse:
+    form = TaskForm(request.POST)
+    if not form.is_valid():
+        return tasks_page(request, form=form, status=400)
+    try:
+        task = services.task_create(actor=request.membership, **form.cleaned_data)
+    except ApplicationError as exc:
+        attach_error(form, exc)
+        return tasks_page(request, form=form, status=exc.status)
+    messages.success(request, f"Added “{task.title}”.")
+    return _back_to_tasks(request)
+
+
+def _task_refused(request: WorkspaceRequest, exc: ApplicationError) -> HttpResponse:
+    messages.error(request, exc.message)
+    return tasks_page(request, status=exc.status)
+
+
+@require_POST
+def task_status(request: WorkspaceRequest, task_id: int) -> HttpResponse:
+    task = access_task(task_id=task_id)
+    form = TaskStatusForm(request.POST)
+    if not form.is_valid():
+        return _task_refused(request, ApplicationError("Mark a task done, or open again."))
+    try:
+        services.task_set_status(
+            actor=request.membership, task=task, status=form.cleaned_data["status"]
+        )
+    except PermissionDeniedError as exc:
+        return _task_refused(request, exc)
+    done = task.status == Task.Status.DONE
+    messages.success(request, f"“{task.title}” is {'done' if done else 'open again'}.")
+    return _back_to_tasks(request)
+
+
+@require_POST
+def task_delete(request: WorkspaceRequest, task_id: int) -> HttpResponse:
+    task = access_task(task_id=task_id)
+    title = task.title
+    try:
+        services.task_delete(actor=request.membership, task=task)
+    except PermissionDeniedError as exc:
+        return _task_refused(request, exc)
+    messages.success(request, f"Deleted “{title}”.")
+    return _back_to_tasks(request)
