@@ -5,7 +5,9 @@ the append-only audit log — every call recorded, whatever happened."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -228,3 +230,42 @@ def test_http_get_needs_an_allowlisted_host_and_refuses_private_addresses(
     assert "127.0.0.1" in refused.summary
     other = tool_call(ctx, "http_get", {"url": "https://example.org/"}, step=3)
     assert "not on the list" in other.summary
+
+
+@pytest.mark.usefixtures("in_acme")
+def test_send_email_reaches_a_real_smtp_server(acme: Workspace, member: User) -> None:
+    """Through Django's SMTP backend to an SMTP server on loopback (aiosmtpd) started here."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message as MessageHandler
+    from django.test import override_settings
+
+    received: list[Any] = []
+
+    class Collect(MessageHandler):
+        def handle_message(self, message: Any) -> None:
+            received.append(message)
+
+    with socket.socket() as probe:  # a free loopback port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = Controller(Collect(), hostname="127.0.0.1", port=port)
+    server.start()
+    try:
+        with override_settings(
+            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=port,
+            EMAIL_USE_TLS=False,
+            EMAIL_HOST_USER="",
+            EMAIL_HOST_PASSWORD="",
+        ):
+            ctx = context(acme, member, ["send_email"])
+            args = {"to": ["ana@example.com"], "subject": "Kiln", "body": "Ready at 6."}
+            outcome = tool_call(ctx, "send_email", args)
+    finally:
+        server.stop()
+
+    assert outcome.ok
+    [message] = received
+    assert (message["To"], message["Subject"]) == ("ana@example.com", "Kiln")
+    assert "Ready at 6." in message.get_payload()
