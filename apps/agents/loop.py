@@ -22,6 +22,7 @@ from apps.common.channels import in_workspace_schema
 from apps.llm.services import CallScope as LlmScope
 from apps.llm.services import (
     ChatRequest,
+    DoneEvent,
     Message,
     Scope,
     TokenEvent,
@@ -119,6 +120,7 @@ async def agent_loop(
         )
         calls: list[ToolCall] = []
         text: list[str] = []
+        trace_id: str | None = None
         events = llm_stream(scope=scope, request=step_request)
         try:
             async for event in events:
@@ -127,6 +129,8 @@ async def agent_loop(
                     continue
                 if isinstance(event, TokenEvent):
                     text.append(event.text)
+                elif isinstance(event, DoneEvent) and event.response is not None:
+                    trace_id = event.response.trace_id  # the call that asked for the tools
                 yield event
         finally:  # closed early (stop, lost socket): close the model stream, which settles
             aclose = getattr(events, "aclose", None)
@@ -135,9 +139,10 @@ async def agent_loop(
         if not calls:
             return
         messages.append(Message("assistant", "".join(text), tool_calls=tuple(calls)))
+        step_ctx = replace(ctx, trace_id=trace_id)  # audit rows link to the step's trace
         for call in calls:
             yield ToolStarted(step, call)
-            outcome = await _call_tool(ctx.workspace, ctx, call, step)
+            outcome = await _call_tool(ctx.workspace, step_ctx, call, step)
             yield ToolFinished(step, call, outcome)
             messages.append(Message("tool", outcome.content, tool_call_id=call.id, name=call.name))
     yield StepCapReached(max_steps)

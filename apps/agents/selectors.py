@@ -228,3 +228,13 @@ def audit_rows(audits: Iterable[ToolAudit]) -> list[AuditRow]:
         )
         for a in audits
     ]
+
+
+def audit_for_trace(*, schema: str, trace_id: object) -> list[AuditRow]:
+    """The tool calls a traced model call asked for, as executed (or refused), for support's
+    trace page; read in the trace's workspace schema."""
+    from django_tenants.utils import schema_context
+
+    with schema_context(schema):
+        audits = list(ToolAudit.objects.filter(trace_id=trace_id).defer("result").order_by("pk"))
+        return audit_rows(audits)

@@ -88,6 +88,7 @@ async def test_the_agent_calls_a_tool_and_each_step_streams(
             assert task.title == call["args"]["title"]
             assert task.created_by_id == member.pk
             audit = ToolAudit.objects.get(tool="create_task")
+            assert audit.trace_id is not None  # the model call that asked for it
             assert (audit.status, audit.via, audit.conversation_id) == (
                 "ok",
                 "chat",

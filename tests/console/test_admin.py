@@ -18,8 +18,11 @@ from django_tenants.utils import schema_context
 
 from apps.agents.models import Agent, Conversation
 from apps.agents.models import Message as ChatMessage
+from apps.agents.tools.registry import ToolContext
+from apps.agents.tools.runner import tool_call
 from apps.traces.models import LlmTrace, LlmTraceRaw
 from apps.workspaces.models import User, Workspace
+from apps.workspaces.selectors import membership_get
 from tests.console.admin_support import (
     admin_client,
     admin_url,
@@ -245,6 +248,34 @@ def test_the_page_renders_every_role_tool_calls_usage_cost_and_links(
     assert "anthropic:timeout → openai:ok" in html
     assert admin_url("traces_llmcalllog_change", trace.call.pk) in html
     assert f'href="{acme.url}chat/c/{conversation.pk}/"' in html
+
+
+def test_the_tool_calls_a_trace_asked_for_are_listed_from_the_audit_log(
+    support: User, acme: Workspace, member: User
+) -> None:
+    """Support sees, on a model call's trace, which tools ran for it and how they ended."""
+    trace = make_trace(acme)
+    with schema_context(acme.schema_name):
+        agent = Agent.objects.create(name="Task helper", slug="th-trace", tools=["create_task"])
+        membership = membership_get(workspace=acme, user=member)
+        assert membership is not None
+        ctx = ToolContext(
+            workspace=acme,
+            agent=agent,
+            user=member,
+            membership=membership,
+            run_key="trace-test",
+            trace_id=str(trace.trace_id),
+        )
+        tool_call(ctx, "create_task", {"title": "Order clay"})
+        tool_call(ctx, "delete_task", {"id": 1})  # not allowed: refused, audited all the same
+
+    html = admin_client(support).get(f"{CHANGELIST}{trace.pk}/change/").content.decode()
+
+    assert html.count('data-testid="tool-audit"') == 2
+    assert "create_task" in html
+    assert "denied" in html
+    assert member.email in html
 
 
 def test_a_real_chat_call_renders_its_prompt_and_answer(

@@ -17,6 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from apps.agents.selectors import audit_for_trace
 from apps.billing.ledger import credits
 from apps.common.errors import NotFoundError, PermissionDeniedError
 from apps.traces.models import LlmCallLog
@@ -57,6 +58,9 @@ def trace_page(
         "page": page,
         "max_chars": settings.TRACE_DISPLAY_MAX_CHARS,
         "call_url": reverse("admin:traces_llmcalllog_change", args=[page.call.pk]),
+        "tool_audits": audit_for_trace(
+            schema=page.trace.workspace.schema_name, trace_id=page.trace.trace_id
+        ),
     }
     return TemplateResponse(request, "admin/traces/trace_detail.html", context)
 
