@@ -180,7 +180,7 @@ def test_streaming_sends_the_steps_then_the_answer(
     ("scopes", "model", "extra", "status", "says"),
     [
         (["chat"], f"agent:{SLUG}", {}, 403, "may not use agents"),
-        (["chat", "agents"], "agent:nobody", {}, 400, f"available: agent:{SLUG}"),
+        (["chat", "agents"], "agent:nobody", {}, 400, f"agent:{SLUG}."),  # listed as available
         (
             ["chat", "agents"],
             f"agent:{SLUG}",
