@@ -90,7 +90,7 @@ def agent_turn(
             system += "\n\nContext from the API client:\n" + "\n".join(extra)
         return AgentTurn(
             ctx=ctx,
-            tools=tools_for(list(agent.tools or [])),
+            tools=tools_for(list(agent.tools or []), workspace=workspace),
             max_steps=agent.max_steps if agent.tools else 1,
             scopes=agent_scopes(agent, schema=workspace.schema_name, run_key=run_key),
             request=replace(

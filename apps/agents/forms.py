@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 from apps.billing.ledger import MICROS_PER_USD
 from apps.llm.services import alias_names
 
+from .mcp_remote.services import McpServerFields
 from .models import Agent, Task, ToolAudit
 from .selectors import TASK_FILTERS, AuditFilters, ToolRow, tool_catalogue
 from .services import (
@@ -297,3 +298,43 @@ class HttpDomainsForm(forms.Form):
 
     def entries(self) -> list[str]:
         return str(self.cleaned_data.get("http_allowed_domains") or "").splitlines()
+
+
+class McpServerForm(forms.Form):
+    """An external MCP server to register (Agents page): the rules are the service's."""
+
+    name = forms.CharField(
+        max_length=40,
+        help_text="Lowercase letters, digits and hyphens; its tools are called “name.tool”.",
+        widget=forms.TextInput(attrs={"autocapitalize": "none", "spellcheck": "false"}),
+    )
+    url = forms.CharField(
+        label="URL",
+        max_length=500,
+        help_text="Its Streamable HTTP endpoint, e.g. https://mcp.example.com/mcp.",
+        widget=forms.URLInput(attrs={"spellcheck": "false"}),
+    )
+    header_name = forms.CharField(
+        label="Secret header",
+        max_length=100,
+        required=False,
+        help_text="e.g. Authorization or X-Api-Key; empty for a server that needs none.",
+        widget=forms.TextInput(attrs={"autocapitalize": "none", "spellcheck": "false"}),
+    )
+    header_value = forms.CharField(
+        label="Secret value",
+        max_length=4_000,
+        required=False,
+        strip=False,
+        help_text="Stored encrypted; only its last 4 characters are shown again.",
+        widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
+    )
+
+    def server_fields(self) -> McpServerFields:
+        data = self.cleaned_data
+        return McpServerFields(
+            name=data["name"],
+            url=data["url"],
+            header_name=data["header_name"],
+            header_value=data["header_value"],
+        )

@@ -95,6 +95,10 @@ def agent_scopes(
     return tuple(scopes)
 
 
+def wire_name(name: str) -> str:
+    return name.replace(".", "__")
+
+
 @in_workspace_schema
 def _call_tool(workspace: Workspace, ctx: ToolContext, call: ToolCall, step: int) -> ToolOutcome:
     return tool_call(ctx, call.name, call.arguments, step=step)
@@ -110,7 +114,10 @@ async def agent_loop(
 ) -> AsyncIterator[LoopEvent]:
     """Run the loop from `request` (system prompt and history); see the module docstring."""
     messages = list(request.messages)
-    offered = tuple(spec.as_llm_tool() for spec in tools)
+    # Providers accept [a-zA-Z0-9_-] in tool names: remote MCP tools ("server.tool") are
+    # offered as "server__tool" and mapped back before they run.
+    real = {wire_name(spec.name): spec.name for spec in tools}
+    offered = tuple(replace(spec.as_llm_tool(), name=wire_name(spec.name)) for spec in tools)
     for step in range(1, max(1, max_steps) + 1):
         step_request = replace(
             request,
@@ -140,9 +147,12 @@ async def agent_loop(
             return
         messages.append(Message("assistant", "".join(text), tool_calls=tuple(calls)))
         step_ctx = replace(ctx, trace_id=trace_id)  # audit rows link to the step's trace
-        for call in calls:
+        for wire_call in calls:
+            call = replace(wire_call, name=real.get(wire_call.name, wire_call.name))
             yield ToolStarted(step, call)
             outcome = await _call_tool(ctx.workspace, step_ctx, call, step)
             yield ToolFinished(step, call, outcome)
-            messages.append(Message("tool", outcome.content, tool_call_id=call.id, name=call.name))
+            messages.append(
+                Message("tool", outcome.content, tool_call_id=call.id, name=wire_call.name)
+            )
     yield StepCapReached(max_steps)

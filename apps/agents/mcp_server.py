@@ -172,8 +172,14 @@ def _call_sync(caller: McpCaller, name: str, arguments: dict[str, Any]) -> ToolO
     return _on_kept_connection(work)
 
 
+def _tools_sync(caller: McpCaller) -> list[ToolSpec[Any, Any]]:
+    # Remote tools (`<server>.<tool>`) are read from the workspace's schema: ORM work.
+    return _on_kept_connection(lambda: tools_for(caller.agent.tools or [], caller.workspace))
+
+
 _resolve_caller = sync_to_async(_caller_sync, thread_sensitive=False)
 _run_tool = sync_to_async(_call_sync, thread_sensitive=False)
+_agent_tools = sync_to_async(_tools_sync, thread_sensitive=False)
 
 
 # --- MCP: the agent's tools ----------------------------------------------------------------------
@@ -221,7 +227,7 @@ async def _list_tools(
     ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
 ) -> types.ListToolsResult:
     caller = _caller_of(ctx)
-    return types.ListToolsResult(tools=[mcp_tool(s) for s in tools_for(caller.agent.tools or [])])
+    return types.ListToolsResult(tools=[mcp_tool(s) for s in await _agent_tools(caller)])
 
 
 async def _call_tool(

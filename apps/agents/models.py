@@ -196,3 +196,27 @@ class ToolAudit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} {self.status}"
+
+
+class ExternalMcpServer(BaseModel):
+    """An MCP server outside the platform whose tools this workspace's agents may call, as
+    `<name>.<tool>` (apps/agents/mcp_remote). Its secret header value is encrypted at rest like
+    BYOK keys (apps/common/crypto.py); only its last 4 characters are shown."""
+
+    name = models.SlugField(max_length=40, unique=True)  # the tools' prefix: "<name>.<tool>"
+    url = models.URLField(max_length=500)
+    header_name = models.CharField(max_length=100, blank=True)
+    encrypted_header_value = models.TextField(blank=True)
+    header_value_last4 = models.CharField(max_length=4, blank=True)
+    # The server's tools as last listed: [{"name", "title", "description", "input_schema",
+    # "flags"}], so that listing them needs no network.
+    tools = models.JSONField(default=list, blank=True)
+    tools_refreshed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)  # of the last refresh
+    created_by_id = models.BigIntegerField(null=True, blank=True)  # see Agent.created_by_id
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

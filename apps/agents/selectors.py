@@ -7,6 +7,7 @@ query, as the Documents page does (apps/rag/selectors.py `document_rows`)."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -230,7 +231,7 @@ def audit_rows(audits: Iterable[ToolAudit]) -> list[AuditRow]:
     ]
 
 
-def audit_for_trace(*, schema: str, trace_id: object) -> list[AuditRow]:
+def audit_for_trace(*, schema: str, trace_id: uuid.UUID | str) -> list[AuditRow]:
     """The tool calls a traced model call asked for, as executed (or refused), for support's
     trace page; read in the trace's workspace schema."""
     from django_tenants.utils import schema_context

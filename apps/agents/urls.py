@@ -10,6 +10,17 @@ urlpatterns = [
     path("agents/new/", views.agent_new, name="agent_new"),
     path("agents/web-access/", views.http_domains, name="agents_http_domains"),
     path("agents/audit/", views.audit_page, name="agents_audit"),
+    path("agents/mcp-servers/", views.mcp_server_add, name="mcp_server_add"),
+    path(
+        "agents/mcp-servers/<int:server_id>/refresh/",
+        views.mcp_server_refresh,
+        name="mcp_server_refresh",
+    ),
+    path(
+        "agents/mcp-servers/<int:server_id>/delete/",
+        views.mcp_server_delete,
+        name="mcp_server_delete",
+    ),
     path("agents/<int:agent_id>/edit/", views.agent_edit, name="agent_edit"),
     path("agents/<int:agent_id>/status/", views.agent_status, name="agent_status"),
     path("agents/<int:agent_id>/delete/", views.agent_delete, name="agent_delete"),

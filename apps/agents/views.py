@@ -2,7 +2,7 @@
 them in).
 
 Every member sees the agents; owners and admins create, edit, pause and delete them, choose
-the hosts agents may fetch, and read the audit of tool calls. Members add tasks and change
+the hosts agents may fetch, register external MCP servers, and read the audit of tool calls. Members add tasks and change
 their own; owners and admins any. The services hold the rules; a member's mutation is refused
 here first (403) so that no form is even read for them."""
 
@@ -29,11 +29,13 @@ from .forms import (
     AgentForm,
     AuditFilterForm,
     HttpDomainsForm,
+    McpServerForm,
     TaskFilterForm,
     TaskForm,
     TaskStatusForm,
 )
-from .models import Agent, Task
+from .mcp_remote import services as mcp_remote
+from .models import Agent, ExternalMcpServer, Task
 from .selectors import (
     access_agent,
     access_task,
@@ -64,7 +66,11 @@ def _managers_only(request: WorkspaceRequest, what: str) -> HttpResponse | None:
 
 
 def agents_page(
-    request: WorkspaceRequest, *, domains_form: HttpDomainsForm | None = None, status: int = 200
+    request: WorkspaceRequest,
+    *,
+    domains_form: HttpDomainsForm | None = None,
+    mcp_form: McpServerForm | None = None,
+    status: int = 200,
 ) -> HttpResponse:
     services.agent_default()  # listed from the first visit, as the chat creates it
     context: dict[str, Any] = {"rows": agent_rows(), "can_manage": request.membership.can_manage}
@@ -73,6 +79,8 @@ def agents_page(
         context["domains_form"] = domains_form or HttpDomainsForm(
             initial={"http_allowed_domains": "\n".join(str(h) for h in hosts)}
         )
+        context["mcp_servers"] = mcp_remote.mcp_server_list()
+        context["mcp_form"] = mcp_form or McpServerForm()
     return render(request, "agents/agents.html", context, status=status)
 
 
@@ -184,6 +192,62 @@ def http_domains(request: WorkspaceRequest) -> HttpResponse:
     else:
         messages.success(request, "Agents may fetch from no host.")
     return redirect(reverse("agents") + "#web-access")
+
+
+# --- external MCP servers ----------------------------------------------------------------------
+
+
+def _back_to_mcp_servers() -> HttpResponse:
+    return redirect(reverse("agents") + "#mcp-servers")
+
+
+def _mcp_refresh_message(request: WorkspaceRequest, server: ExternalMcpServer) -> None:
+    if server.last_error:
+        messages.warning(request, f"{server.name}: {server.last_error}")
+    else:
+        messages.success(request, f"{server.name} offers {len(server.tools)} tool(s).")
+
+
+@require_POST
+def mcp_server_add(request: WorkspaceRequest) -> HttpResponse:
+    """Register an external MCP server and list its tools."""
+    if (denied := _managers_only(request, "add MCP servers")) is not None:
+        return denied
+    form = McpServerForm(request.POST)
+    if not form.is_valid():
+        return agents_page(request, mcp_form=form, status=400)
+    try:
+        server = mcp_remote.mcp_server_register(
+            actor=request.membership, fields=form.server_fields()
+        )
+    except ApplicationError as exc:
+        attach_error(form, exc)
+        return agents_page(request, mcp_form=form, status=exc.status)
+    _mcp_refresh_message(request, server)
+    return _back_to_mcp_servers()
+
+
+@require_POST
+def mcp_server_refresh(request: WorkspaceRequest, server_id: int) -> HttpResponse:
+    server = mcp_remote.access_mcp_server(server_id=server_id)
+    if (denied := _managers_only(request, "refresh MCP servers")) is not None:
+        return denied
+    server = mcp_remote.mcp_server_refresh(actor=request.membership, server=server)
+    _mcp_refresh_message(request, server)
+    return _back_to_mcp_servers()
+
+
+@require_POST
+def mcp_server_delete(request: WorkspaceRequest, server_id: int) -> HttpResponse:
+    server = mcp_remote.access_mcp_server(server_id=server_id)
+    if (denied := _managers_only(request, "remove MCP servers")) is not None:
+        return denied
+    mcp_remote.mcp_server_delete(actor=request.membership, server=server)
+    messages.success(
+        request,
+        f"Removed {server.name}. Agents that listed its tools show them as unknown until edited.",
+    )
+    return _back_to_mcp_servers()
 
 
 # --- the audit ---------------------------------------------------------------------------------

@@ -152,7 +152,7 @@ def answer_agent(*, workspace: Workspace, answer: Message, user: User) -> AgentS
     )
     return AgentSetup(
         ctx=ctx,
-        tools=tools_for(list(agent.tools or [])),
+        tools=tools_for(list(agent.tools or []), workspace=workspace),
         max_steps=agent.max_steps if agent.tools else 1,
         scopes=agent_scopes(agent, schema=workspace.schema_name, run_key=run_key),
     )

@@ -97,6 +97,8 @@ def tool(
     def register(func: Callable[[ToolContext, In], Out]) -> Callable[[ToolContext, In], Out]:
         if name in REGISTRY:
             raise ValueError(f"Tool {name!r} is registered twice.")
+        if "." in name:  # a dot names a remote tool: `<server>.<tool>`
+            raise ValueError(f"Tool {name!r}: built-in tool names have no dot.")
         REGISTRY[name] = ToolSpec(
             name=name, description=description, input=input, output=output, func=func, **options
         )
@@ -105,19 +107,28 @@ def tool(
     return register
 
 
-def tool_get(name: str) -> ToolSpec[Any, Any] | None:
+def tool_get(name: str, workspace: Workspace | None = None) -> ToolSpec[Any, Any] | None:
+    """The tool `name`: a built-in one, or `<server>.<tool>` of one of the workspace's external
+    MCP servers (`workspace`, or the current schema's when None)."""
     from . import builtin  # noqa: F401  (registers the built-in tools)
 
-    return REGISTRY.get(name)
+    if "." not in name:
+        return REGISTRY.get(name)
+    from apps.agents.mcp_remote.tools import remote_tool_get
+
+    return remote_tool_get(name, workspace=workspace)
 
 
-def tool_names() -> list[str]:
+def tool_names(workspace: Workspace | None = None) -> list[str]:
+    """The built-in tools, then the workspace's remote ones (see `tool_get`)."""
+    from apps.agents.mcp_remote.tools import remote_tool_names
+
     from . import builtin  # noqa: F401
 
-    return sorted(REGISTRY)
+    return sorted(REGISTRY) + remote_tool_names(workspace=workspace)
 
 
-def tools_for(names: list[str]) -> list[ToolSpec[Any, Any]]:
-    """The registered tools among `names`, in the given order (unknown names skipped)."""
-    found = (tool_get(name) for name in names)
+def tools_for(names: list[str], workspace: Workspace | None = None) -> list[ToolSpec[Any, Any]]:
+    """The known tools among `names`, in the given order (unknown names skipped)."""
+    found = (tool_get(name, workspace) for name in names)
     return [spec for spec in found if spec is not None]

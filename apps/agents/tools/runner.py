@@ -65,7 +65,7 @@ def idempotency_key(run_key: str, step: int, name: str, args: dict[str, Any]) ->
 def tool_call(ctx: ToolContext, name: str, arguments: Any, *, step: int = 0) -> ToolOutcome:
     """Run the tool `name` with the model's `arguments` (a dict, or a JSON string) for `ctx`."""
     started = time.monotonic()
-    spec = tool_get(name)
+    spec = tool_get(name, ctx.workspace)
     raw = _raw_args(arguments)
     if spec is None:
         return _refuse(ctx, name, raw, Status.DENIED, f"There is no tool named {name!r}.", started)
