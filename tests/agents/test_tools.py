@@ -269,3 +269,38 @@ def test_send_email_reaches_a_real_smtp_server(acme: Workspace, member: User) ->
     [message] = received
     assert (message["To"], message["Subject"]) == ("ana@example.com", "Kiln")
     assert "Ready at 6." in message.get_payload()
+
+
+@pytest.mark.usefixtures("in_acme")
+def test_the_approval_seam_holds_a_call_until_a_person_decides(
+    acme: Workspace, owner: User
+) -> None:
+    """A test double of the approvals app's policy: destructive calls wait. The call is audited
+    as awaiting approval with the pending action's id, nothing is deleted, the model is told it
+    waits; other calls run."""
+    from apps.agents.tools.policy import RUN, Decision, policy_plug
+
+    decided: list[tuple[str, dict[str, Any]]] = []
+
+    def destructive_waits(ctx: ToolContext, spec: Any, args: dict[str, Any]) -> Decision:
+        decided.append((spec.name, args))
+        return Decision(run=False, approval_id=42) if spec.destructive else RUN
+
+    task = Task.objects.create(title="Keep me", created_by_id=owner.pk)
+    ctx = context(acme, owner, TASK_TOOLS)
+    policy_plug(destructive_waits)
+    try:
+        held = tool_call(ctx, "delete_task", {"id": task.pk})
+        ran = tool_call(ctx, "list_tasks", {})
+    finally:
+        policy_plug(None)
+
+    assert (held.status, ran.status) == ("awaiting_approval", "ok")
+    assert '"approval_id": 42' in held.content
+    assert Task.objects.filter(pk=task.pk).exists()
+    audit = ToolAudit.objects.get(tool="delete_task")
+    assert (audit.status, audit.approval_id) == ("awaiting_approval", 42)
+    assert decided == [
+        ("delete_task", {"id": task.pk}),
+        ("list_tasks", {"status": "open", "search": ""}),
+    ]

@@ -29,6 +29,7 @@ from apps.agents.models import ToolAudit
 from apps.common.errors import ApplicationError
 from apps.traces.masking import mask_value
 
+from .policy import Decision, policy_decide
 from .registry import ToolContext, ToolSpec, tool_get
 
 log = structlog.get_logger(__name__)
@@ -81,7 +82,11 @@ def tool_call(ctx: ToolContext, name: str, arguments: Any, *, step: int = 0) -> 
     refusal = spec.permitted(ctx, args)
     if refusal:
         return _refuse(ctx, name, raw, Status.DENIED, refusal, started)
-    key = idempotency_key(ctx.run_key, step, name, args.model_dump(mode="json"))
+    canonical = args.model_dump(mode="json")
+    key = idempotency_key(ctx.run_key, step, name, canonical)
+    decision = policy_decide(ctx, spec, canonical)
+    if not decision.run:
+        return _await_approval(ctx, name, raw, decision, started)
     done = ToolAudit.objects.filter(idempotency_key=key, status=Status.OK).first()
     if done is not None:  # this exact call already happened: never twice
         return ToolOutcome(
@@ -145,6 +150,26 @@ def _execute(
     return ToolOutcome(name, Status.OK, content, summary, result, audit.pk)
 
 
+def _await_approval(
+    ctx: ToolContext, name: str, raw: dict[str, Any], decision: Decision, started: float
+) -> ToolOutcome:
+    message = decision.message or f"{name} waits for a person's approval before it runs."
+    audit = _audit(
+        ctx,
+        name,
+        raw,
+        Status.AWAITING_APPROVAL,
+        started,
+        reason=message,
+        approval_id=decision.approval_id,
+    )
+    payload = {"status": "awaiting_approval", "approval_id": decision.approval_id}
+    content = _wrap(name, Status.AWAITING_APPROVAL, {**payload, "message": message})
+    return ToolOutcome(
+        name, Status.AWAITING_APPROVAL, content, message[:SUMMARY_CHARS], None, audit.pk
+    )
+
+
 def _refuse(
     ctx: ToolContext, name: str, raw: Any, status: str, reason: str, started: float
 ) -> ToolOutcome:
@@ -164,6 +189,7 @@ def _audit(
     summary: str = "",
     reason: str = "",
     key: str = "",
+    approval_id: int | None = None,
 ) -> ToolAudit:
     return ToolAudit.objects.create(
         agent_id=ctx.agent.pk,
@@ -179,6 +205,7 @@ def _audit(
         trace_id=ctx.trace_id,
         conversation_id=ctx.conversation_id,
         idempotency_key=key,
+        approval_id=approval_id,
         duration_ms=int((time.monotonic() - started) * 1000),
     )
 
