@@ -7,9 +7,11 @@ plugs in (aisaas/asgi.py): `agents` sits below `api` and may not import it. The 
 to the workspace of the Host. It acts for the person who created it, with that person's role
 today (layer 2: a member who left, or a key without a creator, is refused), and for the agent
 the client names, `X-Agent: <slug>` (or `?agent=<slug>` for clients that cannot set headers),
-whose allowlist is what the client lists and may call (layer 1). Agent tokens
-(apps/agents/identity.py) are the next kind of caller: they would resolve to the same
-`McpCaller` from their claims, in `_authenticate`.
+whose allowlist is what the client lists and may call (layer 1). An agent run calls with its
+own short-lived token instead (`Authorization: Bearer <agent token>`, apps/agents/identity.py):
+verified for the Host's workspace (signature, audience, expiry, not revoked), it names the
+agent and the person it acts for, so no X-Agent is needed (one that names another agent is
+refused).
 
 Every call takes the one path (`tool_call`, via "mcp"): validation, the person's rights,
 idempotency (each request is a run of its own), the audit row. A refusal before MCP (no key,
@@ -46,9 +48,11 @@ from mcp.server.transport_security import TransportSecuritySettings
 from apps.common.channels import header, hostname
 from apps.common.errors import ApplicationError
 from apps.common.tenancy import use_public_schema
+from apps.workspaces.api_keys import SECRET_PREFIX
 from apps.workspaces.models import ApiKey, Domain, Membership, User, Workspace
 from apps.workspaces.selectors import membership_get
 
+from .identity import agent_token_verify
 from .models import Agent
 from .selectors import access_agent_by_ref
 from .tools.registry import ToolContext, ToolSpec, tools_for
@@ -160,6 +164,40 @@ def _on_kept_connection(work: Callable[[], T]) -> T:
         raise
 
 
+def mcp_token_caller(*, token: str, host: str, agent_ref: str) -> McpCaller:
+    """The caller of an MCP request made with an agent token on `host`: the token is verified
+    for the Host's workspace and names the agent and the person. Raises AgentTokenError (401)
+    or McpRefusal."""
+    domain = Domain.objects.select_related("tenant").filter(domain=host).first()
+    if domain is None:
+        raise McpRefusal(404, "unknown_workspace", f"No workspace is served at {host}.")
+    workspace = domain.tenant
+    claims = agent_token_verify(token, workspace=workspace)
+    user = User.objects.filter(pk=claims.on_behalf_of_id, is_active=True).first()
+    membership = membership_get(workspace=workspace, user=user) if user is not None else None
+    if user is None or membership is None:
+        raise McpRefusal(
+            403,
+            "creator_not_member",
+            "The person this agent run acts for is no longer a member of this workspace.",
+        )
+    with schema_context(workspace.schema_name):
+        agent = Agent.objects.filter(pk=claims.agent_id).first()
+    if agent is None or not agent.is_active:
+        raise McpRefusal(403, "agent_paused", "The token's agent is deleted or paused.")
+    if agent_ref and agent_ref not in (agent.slug, str(agent.pk)):
+        raise McpRefusal(
+            403, "wrong_agent", f"This token is {agent.name}'s; it cannot act as {agent_ref!r}."
+        )
+    return McpCaller(workspace, agent, user, membership, f"agent-token:{claims.jti[:8]}")
+
+
+def _token_caller_sync(token: str, host: str, agent_ref: str) -> McpCaller:
+    return _on_kept_connection(
+        lambda: mcp_token_caller(token=token, host=host, agent_ref=agent_ref)
+    )
+
+
 def _caller_sync(api_key: ApiKey, host: str, agent_ref: str) -> McpCaller:
     return _on_kept_connection(lambda: mcp_caller(api_key=api_key, host=host, agent_ref=agent_ref))
 
@@ -178,6 +216,7 @@ def _tools_sync(caller: McpCaller) -> list[ToolSpec[Any, Any]]:
 
 
 _resolve_caller = sync_to_async(_caller_sync, thread_sensitive=False)
+_resolve_token_caller = sync_to_async(_token_caller_sync, thread_sensitive=False)
 _run_tool = sync_to_async(_call_sync, thread_sensitive=False)
 _agent_tools = sync_to_async(_tools_sync, thread_sensitive=False)
 
@@ -303,7 +342,16 @@ class McpEndpoint:
         own = (header(scope, b"host") or "").lower()
         if origin is not None and origin.split("://", 1)[-1].lower() != own:
             raise McpRefusal(403, "cross_origin", "Cross-origin requests are not accepted.")
-        api_key = await self.key_check(header(scope, b"authorization") or "", need=SCOPE)
+        authorization = header(scope, b"authorization") or ""
+        scheme, _, secret = authorization.strip().partition(" ")
+        secret = secret.strip()
+        if (
+            scheme.lower() == "bearer"
+            and secret.count(".") == 2
+            and not secret.startswith(SECRET_PREFIX)
+        ):  # a JWT: an agent run's own token
+            return await _resolve_token_caller(secret, host, _agent_ref(scope))
+        api_key = await self.key_check(authorization, need=SCOPE)
         agent_ref = _agent_ref(scope)
         if not agent_ref:
             raise McpRefusal(

@@ -19,6 +19,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from apps.agents.identity import agent_token_issue, agent_token_revoke, agent_token_verify
 from apps.agents.models import Agent, Task, ToolAudit
 from apps.workspaces.api_keys import SECRET_PREFIX
 from apps.workspaces.models import ApiKey, User, Workspace
@@ -380,4 +381,62 @@ def test_refusals_are_json_with_their_status(
                 status,
                 "application/json",
             ), (host, secret, agent, response.text)
+            assert response.json()["error"]["data"]["reason"] == reason
+
+
+# --- agent tokens --------------------------------------------------------------------------------
+
+
+def _token(workspace: Workspace, agent: Agent, user: User, **options: Any) -> str:
+    return agent_token_issue(
+        workspace=workspace,
+        agent_id=agent.pk,
+        agent_slug=agent.slug,
+        on_behalf_of_id=user.pk,
+        run_id=f"run-{secrets.token_hex(4)}",
+        **options,
+    )
+
+
+def test_an_agent_runs_token_lists_and_calls_its_tools_without_naming_the_agent(
+    mcp_server: AsgiServer, acme: Workspace, member: User, helper: Agent
+) -> None:
+    token = _token(acme, helper, member)
+    names = {tool.name for tool in run(list_tools(connect(mcp_server, token, agent=None)))}
+    result = run(call(connect(mcp_server, token, agent=None), "create_task", {"title": "Glaze"}))
+
+    assert names == set(ALLOWED)
+    assert result.is_error is False
+    [audit] = audits(acme, helper)
+    assert (audit.via, audit.status, audit.on_behalf_of_id) == ("mcp", "ok", member.pk)
+
+
+@pytest.mark.usefixtures("fresh_redis")
+def test_agent_tokens_are_refused_when_revoked_foreign_or_for_another_agent(
+    mcp_server: AsgiServer, acme: Workspace, globex: Workspace, member: User, helper: Agent
+) -> None:
+    revoked = _token(acme, helper, member)
+    claims = agent_token_verify(revoked, workspace=acme)
+    agent_token_revoke(claims.jti, workspace=acme, expires_at=claims.expires_at)
+    foreign = _token(globex, helper, member)  # signed for globex, presented on acme's host
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    cases = [
+        (revoked, None, 401, "invalid_agent_token"),
+        (foreign, None, 401, "invalid_agent_token"),
+        (_token(acme, helper, member), "someone-else", 403, "wrong_agent"),
+        ("a.b.c", None, 401, "invalid_agent_token"),
+    ]
+    with httpx.Client(timeout=30, trust_env=False) as http:
+        for token, agent, status, reason in cases:
+            headers = {
+                "host": f"acme.localhost:{mcp_server.port}",
+                "accept": "application/json, text/event-stream",
+                "authorization": f"Bearer {token}",
+            }
+            if agent:
+                headers["x-agent"] = agent
+            response = http.post(
+                f"http://127.0.0.1:{mcp_server.port}/mcp", json=body, headers=headers
+            )
+            assert response.status_code == status, (token[:12], response.text)
             assert response.json()["error"]["data"]["reason"] == reason
