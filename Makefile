@@ -77,7 +77,7 @@ bench-rag: $(STAMP) ## BEIR SciFact through our BM25, dense and fused retrieval:
 	$(BIN)/python -m benchmarks.rag.scifact $(BENCH_ARGS)
 
 .PHONY: bench-rag-scale
-bench-rag-scale: $(STAMP) ## search_chunks latency at SciFact's ~10k chunks and padded to 100k (~25 min on 2 vCPU, ~12 with its vector cache)
+bench-rag-scale: $(STAMP) ## search_chunks latency at SciFact's ~10k chunks and padded to 100k (~17 min on 2 vCPU)
 	$(BIN)/python -m benchmarks.rag.scale $(BENCH_ARGS)
 
 # The retrieval gate's thresholds sit below the demo set's measured hybrid figures
