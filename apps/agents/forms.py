@@ -10,6 +10,7 @@ from typing import Any
 from django import forms
 from django.utils.html import format_html, format_html_join
 
+from apps.billing.forms import PeriodForm
 from apps.billing.ledger import MICROS_PER_USD
 from apps.llm.services import alias_names
 
@@ -218,25 +219,14 @@ class TaskStatusForm(forms.Form):
     status = forms.ChoiceField(choices=Task.Status.choices)
 
 
-class AuditFilterForm(forms.Form):
-    """Filters of the audit page (GET); every one optional. Dates are whole UTC days."""
+class AuditFilterForm(PeriodForm):
+    """Filters of the audit page (GET); every one optional. Dates are whole UTC days, checked
+    as billing's periods are (an end before the start, or too late, is an error)."""
 
     agent = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
     tool = forms.CharField(required=False, max_length=120)
     status = forms.ChoiceField(required=False)
     person = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
-    start = forms.DateField(
-        label="From",
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}),
-        error_messages={"invalid": "Enter a date as YYYY-MM-DD."},
-    )
-    end = forms.DateField(
-        label="To (included)",
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}),
-        error_messages={"invalid": "Enter a date as YYYY-MM-DD."},
-    )
 
     def __init__(
         self,
@@ -246,6 +236,7 @@ class AuditFilterForm(forms.Form):
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        self.order_fields(["agent", "tool", "status", "person", "start", "end"])
         self._choices("agent", [("", "Any agent"), *agents])
         self._choices("person", [("", "Anyone"), *people])
         self._choices("status", [("", "Any status"), *ToolAudit.Status.choices])
@@ -254,15 +245,6 @@ class AuditFilterForm(forms.Form):
         field = self.fields[name]
         assert isinstance(field, forms.ChoiceField)
         field.choices = choices
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        start, end = cleaned.get("start"), cleaned.get("end")
-        if start and end and end < start:
-            self.add_error("end", "The end date is before the start date.")
-        elif end and end >= dt.date.max:
-            self.add_error("end", "Choose an earlier end date.")
-        return cleaned
 
     def filters(self) -> AuditFilters:
         """The valid filters; an invalid form filters nothing (its errors are shown)."""
