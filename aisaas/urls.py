@@ -13,6 +13,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("", include("apps.agents.chat.urls")),
     path("", include("apps.agents.urls")),
+    path("", include("apps.approvals.urls")),
     path("", include("apps.rag.urls")),
     path("", include("apps.workspaces.urls")),
     path("", include("apps.billing.urls")),

@@ -61,6 +61,7 @@ SHARED_APPS = [
 TENANT_APPS = [
     "apps.llm",
     "apps.rag",
+    "apps.approvals",
     "apps.agents",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -98,6 +99,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "apps.workspaces.context_processors.workspace",
+                "apps.approvals.context_processors.approvals",
             ],
         },
     },
@@ -170,6 +172,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.billing.tasks.push_usage_to_stripe",
         "schedule": crontab(hour=2, minute=0),
     },
+    # Approvals: pending actions past their expiry count as rejected; the agent is told.
+    "expire-pending-actions": {"task": "apps.approvals.tasks.expire_actions", "schedule": 60.0},
     "finalise-outcomes": {"task": "apps.billing.tasks.finalise_outcomes", "schedule": 900.0},
     # Traces: raw content and masked copies deleted on their plan's schedule (legal hold wins).
     "apply-trace-retention": {

@@ -11,3 +11,16 @@ from django.apps import AppConfig
 class AgentsConfig(AppConfig):
     name = "apps.agents"
     verbose_name = "Agents"
+
+    def ready(self) -> None:
+        # The approval seam and the resume hooks (docs/architecture.md, "Approvals").
+        from apps.approvals.ports import resume_plug
+
+        from .autonomy import autonomy_decide
+        from .chat.resume import answer_resume_enqueue
+        from .tools.policy import policy_plug
+        from .tools.suggestions import suggestion_run
+
+        policy_plug(autonomy_decide)
+        resume_plug("chat", answer_resume_enqueue)
+        resume_plug("suggestion", suggestion_run)

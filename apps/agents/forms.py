@@ -10,6 +10,7 @@ from typing import Any
 from django import forms
 from django.utils.html import format_html, format_html_join
 
+from apps.approvals.models import ANY_TOOL, FLAGS, Approvers, Level
 from apps.billing.forms import PeriodForm
 from apps.billing.ledger import MICROS_PER_USD
 from apps.llm.services import alias_names
@@ -320,3 +321,43 @@ class McpServerForm(forms.Form):
             header_name=data["header_name"],
             header_value=data["header_value"],
         )
+
+
+class AutonomyRuleForm(forms.Form):
+    """One level on the autonomy page: for an agent's tool (or `*`: any of its tools), or with
+    no agent for the workspace's tools with a flag. An empty level goes back to the default."""
+
+    agent = forms.IntegerField(required=False, min_value=1)
+    target = forms.CharField(max_length=120)
+    level = forms.TypedChoiceField(
+        choices=[("", "Default"), *Level.choices], coerce=int, empty_value=None, required=False
+    )
+    approvers = forms.ChoiceField(choices=Approvers.choices, initial=Approvers.ADMINS)
+    reason = forms.CharField(required=False, max_length=500)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        agent_id, target = data.get("agent"), data.get("target")
+        if target is None:
+            return data
+        if agent_id is None:
+            if target not in FLAGS:
+                self.add_error("target", f"Unknown tool flag “{target}”.")
+            return data
+        agent = Agent.objects.filter(pk=agent_id).first()
+        if agent is None:
+            self.add_error("agent", "No such agent.")
+        elif target != ANY_TOOL and target not in (agent.tools or []):
+            self.add_error("target", f"{agent.name} has no tool “{target}”.")
+        else:
+            data["agent_obj"] = agent
+        return data
+
+
+class AutonomySettingsForm(forms.Form):
+    undo_window_minutes = forms.IntegerField(
+        min_value=1, max_value=24 * 60, label="Undo window (minutes)"
+    )
+    action_ttl_hours = forms.IntegerField(
+        min_value=1, max_value=30 * 24, label="Pending actions expire after (hours)"
+    )

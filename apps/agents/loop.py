@@ -3,7 +3,9 @@
 One loop for every surface (chat, /v1 `agent:<slug>`, background runs): it yields the
 gateway's stream events of each step (tokens, thinking, status, one `DoneEvent` per model
 call) and, between steps, `ToolStarted` / `ToolFinished` around each tool call. It stops at a
-final answer (a step without tool calls), at the agent's step cap (`StepCapReached`), or when
+final answer (a step without tool calls), at the agent's step cap (`StepCapReached`), when a
+call waits for a person's approval (`Parked`: the caller stores the state and resumes it with
+`Resume` once decided — nothing is held while waiting), or when
 the caller closes it — which closes the model stream in flight (the gateway settles exactly
 what was produced) and never leaves a tool half-run (each tool call is one transaction).
 
@@ -32,7 +34,7 @@ from apps.llm.services import (
 )
 from apps.workspaces.models import Workspace
 
-from .models import Agent
+from .models import Agent, ToolAudit
 from .tools.registry import ToolContext, ToolSpec
 from .tools.runner import ToolOutcome, tool_call
 
@@ -58,7 +60,64 @@ class StepCapReached:
     type: str = "step_cap"
 
 
-LoopEvent = object  # a gateway StreamEvent, ToolStarted, ToolFinished or StepCapReached
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """Some of the step's calls wait for a person: the loop ends here, holding nothing. The
+    caller stores `messages` (the conversation so far, their results included) and `held`;
+    once every action is decided it resumes with `agent_loop(..., resume=...)`."""
+
+    step: int
+    messages: tuple[Message, ...]
+    held: tuple[ToolCall, ...]
+    type: str = "parked"
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a parked loop continues: the stored messages and the calls that waited at `step`
+    (they are called again: approved ones run once, refused ones tell the model why)."""
+
+    step: int
+    messages: tuple[Message, ...]
+    held: tuple[ToolCall, ...]
+
+
+LoopEvent = object  # a gateway StreamEvent, ToolStarted, ToolFinished, StepCapReached or Parked
+
+
+def messages_dump(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """The loop's messages as JSON (stored with a parked answer or run)."""
+    return [
+        {
+            "role": m.role,
+            "content": m.content,
+            "tool_calls": [calls_dump(c) for c in m.tool_calls],
+            "tool_call_id": m.tool_call_id,
+            "name": m.name,
+        }
+        for m in messages
+    ]
+
+
+def messages_load(data: Sequence[dict[str, Any]]) -> tuple[Message, ...]:
+    return tuple(
+        Message(
+            role=item["role"],
+            content=item["content"],
+            tool_calls=tuple(calls_load(c) for c in item.get("tool_calls") or ()),
+            tool_call_id=item.get("tool_call_id"),
+            name=item.get("name"),
+        )
+        for item in data
+    )
+
+
+def calls_dump(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "name": call.name, "arguments": call.arguments}
+
+
+def calls_load(data: dict[str, Any]) -> ToolCall:
+    return ToolCall(id=str(data["id"]), name=str(data["name"]), arguments=dict(data["arguments"]))
 
 
 def agent_scopes(
@@ -111,14 +170,31 @@ async def agent_loop(
     ctx: ToolContext,
     tools: Sequence[ToolSpec[Any, Any]],
     max_steps: int,
+    resume: Resume | None = None,
 ) -> AsyncIterator[LoopEvent]:
-    """Run the loop from `request` (system prompt and history); see the module docstring."""
-    messages = list(request.messages)
+    """Run the loop from `request` (system prompt and history), or from where it parked
+    (`resume`: the stored messages, and the held calls, called again first); see the module
+    docstring."""
+    messages = list(request.messages if resume is None else resume.messages)
     # Providers accept [a-zA-Z0-9_-] in tool names: remote MCP tools ("server.tool") are
     # offered as "server__tool" and mapped back before they run.
     real = {wire_name(spec.name): spec.name for spec in tools}
     offered = tuple(replace(spec.as_llm_tool(), name=wire_name(spec.name)) for spec in tools)
-    for step in range(1, max(1, max_steps) + 1):
+    first = 1
+    if resume is not None:
+        first = resume.step + 1
+        held: list[ToolCall] = []
+        for call in resume.held:
+            yield ToolStarted(resume.step, call)
+            outcome = await _call_tool(ctx.workspace, ctx, call, resume.step)
+            yield ToolFinished(resume.step, call, outcome)
+            _replace_result(messages, call, outcome)
+            if outcome.status == ToolAudit.Status.AWAITING_APPROVAL:
+                held.append(call)
+        if held:
+            yield Parked(resume.step, tuple(messages), tuple(held))
+            return
+    for step in range(first, max(1, max_steps) + 1):
         step_request = replace(
             request,
             messages=tuple(messages),
@@ -146,7 +222,9 @@ async def agent_loop(
         if not calls:
             return
         messages.append(Message("assistant", "".join(text), tool_calls=tuple(calls)))
-        step_ctx = replace(ctx, trace_id=trace_id)  # audit rows link to the step's trace
+        # Audit rows link to the step's trace; held calls carry the model's words as rationale.
+        step_ctx = replace(ctx, trace_id=trace_id, rationale="".join(text))
+        waiting: list[ToolCall] = []
         for wire_call in calls:
             call = replace(wire_call, name=real.get(wire_call.name, wire_call.name))
             yield ToolStarted(step, call)
@@ -155,4 +233,16 @@ async def agent_loop(
             messages.append(
                 Message("tool", outcome.content, tool_call_id=call.id, name=wire_call.name)
             )
+            if outcome.status == ToolAudit.Status.AWAITING_APPROVAL:
+                waiting.append(call)
+        if waiting:  # no model call while a person decides: park, holding nothing
+            yield Parked(step, tuple(messages), tuple(waiting))
+            return
     yield StepCapReached(max_steps)
+
+
+def _replace_result(messages: list[Message], call: ToolCall, outcome: ToolOutcome) -> None:
+    for index, message in enumerate(messages):
+        if message.role == "tool" and message.tool_call_id == call.id:
+            messages[index] = replace(message, content=outcome.content)
+            return

@@ -89,6 +89,7 @@ class Message(BaseModel):
         COMPLETE = "complete"
         STOPPED = "stopped"
         ERROR = "error"
+        WAITING = "waiting"  # an agent's answer parked until its held tool calls are decided
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
@@ -118,6 +119,9 @@ class Message(BaseModel):
     # An agent's tool steps while answering: [{"step", "call_id", "name", "args", "status",
     # "summary"}] (args masked), shown as cards above the answer.
     steps = models.JSONField(default=list, blank=True)
+    # A waiting answer's loop state, to resume from once its held calls are decided:
+    # {"step", "messages": [the model conversation so far], "held": [tool calls]} (chat/resume.py).
+    agent_state = models.JSONField(null=True, blank=True)
     # Feedback on an answer: +1 / -1 and an optional comment (copied to the trace's score).
     rating = models.SmallIntegerField(null=True, blank=True)
     rating_comment = models.TextField(blank=True)
@@ -164,6 +168,8 @@ class ToolAudit(models.Model):
         INVALID = "invalid", "Invalid arguments"
         ERROR = "error", "Error"
         AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+        SUGGESTED = "suggested", "Suggested (L1)"
+        REJECTED = "rejected", "Rejected by a person"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # No foreign key: deleting an agent must not rewrite its history (SET NULL is an UPDATE).
@@ -177,7 +183,9 @@ class ToolAudit(models.Model):
     result_summary = models.CharField(max_length=500, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, db_index=True)
     reason = models.CharField(max_length=500, blank=True)  # why denied / what failed
-    approval_id = models.BigIntegerField(null=True, blank=True)
+    approval_id = models.BigIntegerField(null=True, blank=True)  # apps.approvals PendingAction
+    autonomy_level = models.PositiveSmallIntegerField(null=True, blank=True)  # L1–L5
+    undo_of = models.BigIntegerField(null=True, blank=True)  # the audit row this one undid
     trace_id = models.UUIDField(null=True, blank=True)
     conversation_id = models.BigIntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=64, blank=True)
@@ -191,7 +199,12 @@ class ToolAudit(models.Model):
                 fields=["idempotency_key"],
                 condition=models.Q(status="ok") & ~models.Q(idempotency_key=""),
                 name="agents_audit_one_ok_per_key",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["undo_of"],
+                condition=models.Q(undo_of__isnull=False),
+                name="agents_audit_one_undo_per_call",
+            ),
         ]
 
     def __str__(self) -> str:

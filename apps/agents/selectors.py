@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from django.db.models import Case, Count, IntegerField, QuerySet, Value, When
 from django.http import Http404
 
+from apps.approvals.models import ANY_TOOL, FLAGS, AutonomyRule, PendingAction
+from apps.approvals.policy import flag_default, level_for
 from apps.workspaces.models import Membership, User
 
 from .models import Agent, Task, ToolAudit
@@ -199,6 +201,7 @@ class AuditFilters:
 class AuditRow:
     audit: ToolAudit
     person: str
+    action: PendingAction | None = None  # the approval it waited on or ran under
 
 
 def audit_list(filters: AuditFilters) -> QuerySet[ToolAudit]:
@@ -222,10 +225,13 @@ def audit_list(filters: AuditFilters) -> QuerySet[ToolAudit]:
 def audit_rows(audits: Iterable[ToolAudit]) -> list[AuditRow]:
     audits = list(audits)
     emails = _emails(a.on_behalf_of_id for a in audits)
+    action_ids = {a.approval_id for a in audits if a.approval_id}
+    actions = {p.pk: p for p in PendingAction.objects.filter(pk__in=action_ids)}
     return [
         AuditRow(
             audit=a,
             person=emails.get(a.on_behalf_of_id, FORMER_MEMBER) if a.on_behalf_of_id else "—",
+            action=actions.get(a.approval_id or 0),
         )
         for a in audits
     ]
@@ -239,3 +245,80 @@ def audit_for_trace(*, schema: str, trace_id: uuid.UUID | str) -> list[AuditRow]
     with schema_context(schema):
         audits = list(ToolAudit.objects.filter(trace_id=trace_id).defer("result").order_by("pk"))
         return audit_rows(audits)
+
+
+# --- autonomy ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AutonomyCell:
+    """One (agent, tool) of the autonomy page: the level in force, where it comes from, and
+    the default it overrides."""
+
+    target: str  # a tool name, or "*" for the agent's any-tool rule, or a flag name
+    label: str
+    flags: list[str]
+    level: int
+    source: str  # tool | agent | workspace | default
+    default: int
+    approvers: str
+    reason: str
+
+
+def autonomy_grid() -> list[tuple[Agent, list[AutonomyCell]]]:
+    """The agents that have tools, each with its any-tool row and one row per tool."""
+    grid = []
+    for agent in Agent.objects.exclude(tools=[]).order_by("name", "pk"):
+        any_rule = AutonomyRule.objects.filter(agent_id=agent.pk, target=ANY_TOOL).first()
+        cells = [
+            AutonomyCell(
+                target=ANY_TOOL,
+                label="Any tool (unless set below)",
+                flags=[],
+                level=any_rule.level if any_rule else 0,
+                source="agent" if any_rule else "default",
+                default=0,
+                approvers=any_rule.approvers if any_rule else "admins",
+                reason=any_rule.reason if any_rule else "",
+            )
+        ]
+        for name in agent.tools or []:
+            spec = tool_get(name)
+            flags = spec.flags if spec else []
+            resolved = level_for(agent_id=agent.pk, tool=name, flags=flags)
+            cells.append(
+                AutonomyCell(
+                    target=name,
+                    label=(spec.label if spec else "") or name,
+                    flags=flags,
+                    level=resolved.level,
+                    source=resolved.source,
+                    default=resolved.default,
+                    approvers=resolved.approvers,
+                    reason=resolved.reason,
+                )
+            )
+        grid.append((agent, cells))
+    return grid
+
+
+def autonomy_defaults() -> list[AutonomyCell]:
+    """The workspace's level per tool flag (its rule, else the playbook's)."""
+    rules = {r.target: r for r in AutonomyRule.objects.filter(agent_id=None)}
+    cells = []
+    for flag in FLAGS:
+        rule = rules.get(flag)
+        playbook = flag_default(flag)
+        cells.append(
+            AutonomyCell(
+                target=flag,
+                label=flag.replace("_", " "),
+                flags=[flag],
+                level=rule.level if rule else playbook,
+                source="workspace" if rule else "default",
+                default=playbook,
+                approvers=rule.approvers if rule else "admins",
+                reason=rule.reason if rule else "",
+            )
+        )
+    return cells

@@ -10,6 +10,10 @@ urlpatterns = [
     path("agents/new/", views.agent_new, name="agent_new"),
     path("agents/web-access/", views.http_domains, name="agents_http_domains"),
     path("agents/audit/", views.audit_page, name="agents_audit"),
+    path("agents/audit/<int:audit_id>/undo/", views.tool_undo_view, name="tool_undo"),
+    path("agents/autonomy/", views.autonomy_page, name="agents_autonomy"),
+    path("agents/autonomy/rule/", views.autonomy_rule, name="agents_autonomy_rule"),
+    path("agents/autonomy/windows/", views.autonomy_windows, name="agents_autonomy_windows"),
     path("agents/mcp-servers/", views.mcp_server_add, name="mcp_server_add"),
     path(
         "agents/mcp-servers/<int:server_id>/refresh/",

@@ -12,12 +12,15 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from apps.common.errors import ApplicationError, PermissionDeniedError
+from apps.approvals.models import Approvers, Level, PolicyChange
+from apps.approvals.policy import autonomy_settings, rule_set, settings_set
+from apps.common.errors import ApplicationError, NotFoundError, PermissionDeniedError
 from apps.workspaces.ai import ai_settings_get
 from apps.workspaces.forms import attach_error
 from apps.workspaces.http import WorkspaceRequest
@@ -28,6 +31,8 @@ from .forms import (
     TASK_FILTER_CHOICES,
     AgentForm,
     AuditFilterForm,
+    AutonomyRuleForm,
+    AutonomySettingsForm,
     HttpDomainsForm,
     McpServerForm,
     TaskFilterForm,
@@ -44,9 +49,12 @@ from .selectors import (
     agent_rows,
     audit_list,
     audit_rows,
+    autonomy_defaults,
+    autonomy_grid,
     task_list,
     task_rows,
 )
+from .tools.undo import tool_undo
 
 TASKS_PAGE_SIZE = 50
 AUDIT_PAGE_SIZE = 50
@@ -272,6 +280,104 @@ def audit_page(request: WorkspaceRequest) -> HttpResponse:
     }
     status = 400 if form.is_bound and not form.is_valid() else 200
     return render(request, "agents/audit.html", context, status=status)
+
+
+# --- autonomy ----------------------------------------------------------------------------------
+
+
+def autonomy_page(
+    request: WorkspaceRequest,
+    *,
+    settings_form: AutonomySettingsForm | None = None,
+    error: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    """Owners and admins: the level of every agent × tool, the default it overrides, the
+    workspace's defaults per tool flag, the windows, and the log of every change."""
+    if (denied := _managers_only(request, "set agents' autonomy levels")) is not None:
+        return denied
+    current = autonomy_settings()
+    context = {
+        "grid": autonomy_grid(),
+        "defaults": autonomy_defaults(),
+        "levels": Level.choices,
+        "approvers": Approvers.choices,
+        "settings_form": settings_form
+        or AutonomySettingsForm(
+            initial={
+                "undo_window_minutes": current.undo_window_seconds // 60,
+                "action_ttl_hours": current.action_ttl_seconds // 3600,
+            }
+        ),
+        "changes": PolicyChange.objects.all()[:50],
+        "error": error,
+    }
+    return render(request, "agents/autonomy.html", context, status=status)
+
+
+@require_POST
+def autonomy_rule(request: WorkspaceRequest) -> HttpResponse:
+    if (denied := _managers_only(request, "set agents' autonomy levels")) is not None:
+        return denied
+    form = AutonomyRuleForm(request.POST)
+    if not form.is_valid():
+        problems = "; ".join(str(e) for errors in form.errors.values() for e in errors)
+        return autonomy_page(request, error=problems, status=400)
+    data = form.cleaned_data
+    agent = data.get("agent_obj")
+    try:
+        rule_set(
+            actor=request.membership,
+            agent_id=agent.pk if agent else None,
+            agent_name=agent.name if agent else "",
+            target=data["target"],
+            level=data["level"],
+            approvers=data["approvers"],
+            reason=data["reason"],
+        )
+    except ApplicationError as exc:
+        return autonomy_page(request, error=exc.message, status=400)
+    who = agent.name if agent else "the workspace"
+    level = f"L{data['level']}" if data["level"] else "the default"
+    messages.success(request, f"{who} · {data['target']}: now {level}.")
+    return redirect("agents_autonomy")
+
+
+@require_POST
+def autonomy_windows(request: WorkspaceRequest) -> HttpResponse:
+    if (denied := _managers_only(request, "set agents' autonomy levels")) is not None:
+        return denied
+    form = AutonomySettingsForm(request.POST)
+    if not form.is_valid():
+        return autonomy_page(request, settings_form=form, status=400)
+    settings_set(
+        actor=request.membership,
+        undo_window_seconds=form.cleaned_data["undo_window_minutes"] * 60,
+        action_ttl_seconds=form.cleaned_data["action_ttl_hours"] * 3600,
+    )
+    messages.success(request, "Windows saved.")
+    return redirect("agents_autonomy")
+
+
+@require_POST
+def tool_undo_view(request: WorkspaceRequest, audit_id: int) -> HttpResponse:
+    """Undo an L2 call (the chat's Undo button): the person it acted for, or an admin."""
+    try:
+        undo = tool_undo(
+            workspace=request.workspace, membership=request.membership, audit_id=audit_id
+        )
+    except NotFoundError:
+        raise Http404("No such tool call.") from None
+    except ApplicationError as exc:
+        return HttpResponse(
+            format_html(
+                '<p class="error" role="alert" data-testid="undo-error">{}</p>', exc.message
+            ),
+            status=400,
+        )
+    return HttpResponse(
+        format_html('<p class="muted small" data-testid="undone">{}</p>', undo.result_summary)
+    )
 
 
 # --- tasks -------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""The workspace socket: members receive workspace events (approvals, run progress) here."""
+"""The workspace socket: members receive workspace events (documents, approvals, run
+progress) here — those for every member on the workspace's group, those for one person on
+their user group. Its pings keep the person marked online (presence.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from apps.common.channels import in_workspace_schema
 
 from .models import Membership, Workspace
+from .presence import presence_clear, presence_mark
 from .selectors import membership_get
 
 
@@ -21,6 +24,19 @@ def workspace_group(workspace: Workspace) -> str:
 def schema_group(schema: str) -> str:
     """The workspace group of the workspace whose schema is `schema`."""
     return f"{schema}.workspace"
+
+
+def user_group(schema: str, user_id: int) -> str:
+    """One member's group in the workspace whose schema is `schema`."""
+    return f"{schema}.user.{user_id}"
+
+
+@in_workspace_schema
+def _present(workspace: Workspace, user_id: int, here: bool) -> None:
+    if here:
+        presence_mark(user_id)
+    else:
+        presence_clear(user_id)
 
 
 @in_workspace_schema
@@ -40,9 +56,13 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
             # Same answer as HTTP: an outsider learns nothing, not even that the workspace exists.
             await self.close(code=4404)
             return
+        self.workspace, self.user_id = workspace, user.pk
         self.group = workspace_group(workspace)
+        self.own_group = user_group(workspace.schema_name, user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.channel_layer.group_add(self.own_group, self.channel_name)
         await self.accept()
+        await _present(workspace, user.pk, True)
         await self.send_json(
             {"type": "hello", "workspace": workspace.slug, "role": membership.role}
         )
@@ -50,6 +70,8 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.channel_layer.group_discard(self.own_group, self.channel_name)
+            await _present(self.workspace, self.user_id, False)
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
@@ -67,6 +89,7 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
                 }
             )
             return
+        await _present(self.workspace, self.user_id, True)
         await self.send_json({"type": "pong"})
 
     async def workspace_event(self, event: dict[str, Any]) -> None:

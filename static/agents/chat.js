@@ -93,7 +93,21 @@ function statusOf(node, text) {
 }
 
 function onEvent(event) {
+  // Frames of an answer resumed after an approval reach every chat page of its owner: only
+  // the page showing that answer uses them.
+  if (event.resumed && !document.getElementById(`message-${event.resumed}`)) return;
   switch (event.type) {
+    case "resumed": {
+      const node = document.getElementById(`message-${event.message_id}`);
+      const body = node.querySelector(".msg-body");
+      const more = document.createElement("div");
+      body.append(more);
+      node.dataset.status = "streaming";
+      current = { id: event.message_id, node, body: more, parser: smd.parser(safeRenderer(more)), text: "" };
+      statusOf(node, "resuming after the decision…");
+      setStreaming(true);
+      break;
+    }
     case "message": {
       const { body } = articleFor(event.id, "user");
       body.innerHTML = event.html; // rendered and sanitised by the server (rendering.py)
@@ -124,6 +138,11 @@ function onEvent(event) {
       // A tool step as a collapsible card; its result fills it in. Text only: arguments and
       // summaries come from the model and the tool, never parsed as HTML.
       if (!current || current.id !== event.message_id) break;
+      const held = current.node.querySelector(`.tool-step[data-call-id="${CSS.escape(event.call_id)}"]`);
+      if (held) { // a held call, called again once decided
+        held.querySelector(".tool-status").textContent = "running…";
+        break;
+      }
       const card = document.createElement("details");
       card.className = "tool-step tool-running";
       card.dataset.callId = event.call_id;
@@ -154,6 +173,7 @@ function onEvent(event) {
       card.className = `tool-step tool-${event.status}`;
       card.dataset.status = event.status;
       card.querySelector(".tool-status").textContent = event.status;
+      card.querySelector(".tool-summary")?.remove();
       const result = document.createElement("p");
       result.className = "muted tool-summary";
       result.textContent = event.summary;
@@ -218,11 +238,15 @@ function onEvent(event) {
       if (current?.parser) smd.parser_end(current.parser);
       node.querySelector(".msg-body").innerHTML = event.html; // the server's sanitised render
       const steps = node.querySelector(".msg-steps");
-      if (steps && event.steps_html) steps.innerHTML = event.steps_html; // our template, escaped
+      if (steps && event.steps_html) {
+        steps.innerHTML = event.steps_html; // our template, escaped
+        window.htmx?.process(steps); // Approve / Reject / Undo
+      }
       const sources = node.querySelector(".msg-sources");
       if (sources) sources.innerHTML = event.sources_html || ""; // our template, escaped text
       node.dataset.status = event.status;
-      statusOf(node, event.status === "complete" ? "" : event.status === "stopped" ? "stopped" : `error: ${event.error}`);
+      const shown = { complete: "", stopped: "stopped", waiting: "waiting for approval" };
+      statusOf(node, event.status in shown ? shown[event.status] : `error: ${event.error}`);
       if (event.offline) {
         const badge = document.createElement("span");
         badge.className = "badge";

@@ -13,6 +13,7 @@ from django_tenants.utils import schema_context
 
 from apps.agents.chat.services import conversation_create
 from apps.agents.models import Conversation
+from apps.approvals.models import FLAGS, AutonomyRule, Level
 from apps.workspaces.models import User, Workspace
 from tests.asgi_server import run_committed
 from tests.workspaces.test_consumers import _session_cookie
@@ -48,3 +49,12 @@ def conversation(acme: Workspace, member: User) -> Iterator[Conversation]:
             Conversation.objects.filter(pk=found.pk).delete()
 
     run_committed(remove)
+
+
+@pytest.fixture
+def autonomous(acme: Workspace) -> None:
+    """Acme's tools of every flag run at L5 (autonomous), as before approvals: for tests of
+    what a tool does rather than of who approves it (tests/approvals)."""
+    with schema_context(acme.schema_name):
+        for flag in FLAGS:
+            AutonomyRule.objects.create(agent_id=None, target=flag, level=Level.AUTONOMOUS)

@@ -311,7 +311,7 @@ def test_an_allowed_remote_tool_is_called_and_audited(
     ]
 
 
-@pytest.mark.usefixtures("in_acme")
+@pytest.mark.usefixtures("in_acme", "autonomous")
 def test_the_allowlist_schema_and_layer_two_hold_for_remote_tools(
     acme: Workspace, owner: User, member: User, calc_server: CalcServer
 ) -> None:
@@ -354,7 +354,7 @@ def replace_tools(ctx: ToolContext, tools: list[str], user: User | None = None) 
     )
 
 
-@pytest.mark.usefixtures("in_acme")
+@pytest.mark.usefixtures("in_acme", "autonomous")
 def test_a_server_that_hangs_is_an_error_within_the_deadline(
     acme: Workspace, owner: User, calc_server: CalcServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -108,7 +108,7 @@ def test_refusals_and_bad_arguments_are_typed_results_for_the_model(
     assert not Task.objects.exists()
 
 
-@pytest.mark.usefixtures("in_acme")
+@pytest.mark.usefixtures("in_acme", "autonomous")
 def test_the_agent_never_exceeds_its_user(acme: Workspace, member: User, owner: User) -> None:
     """Layer 2: the owner's task cannot be deleted or changed through an agent acting for a
     member — even when the agent may use the tool and the model was told to (an instruction
@@ -196,7 +196,7 @@ def test_the_audit_log_is_append_only(acme: Workspace, member: User) -> None:
         ToolAudit.objects.filter(pk=audit.pk).update(status="denied")
 
 
-@pytest.mark.usefixtures("in_acme")
+@pytest.mark.usefixtures("in_acme", "autonomous")
 def test_send_email_goes_through_the_email_backend(acme: Workspace, member: User) -> None:
     ctx = context(acme, member, ["send_email"])
     outcome = tool_call(
@@ -213,7 +213,7 @@ def test_send_email_goes_through_the_email_backend(acme: Workspace, member: User
     assert bad.status == "invalid"
 
 
-@pytest.mark.usefixtures("in_acme")
+@pytest.mark.usefixtures("in_acme", "autonomous")
 def test_http_get_needs_an_allowlisted_host_and_refuses_private_addresses(
     acme: Workspace, member: User
 ) -> None:
@@ -232,7 +232,7 @@ def test_http_get_needs_an_allowlisted_host_and_refuses_private_addresses(
     assert "not on the list" in other.summary
 
 
-@pytest.mark.usefixtures("in_acme")
+@pytest.mark.usefixtures("in_acme", "autonomous")
 def test_send_email_reaches_a_real_smtp_server(acme: Workspace, member: User) -> None:
     """Through Django's SMTP backend to an SMTP server on loopback (aiosmtpd) started here."""
     from aiosmtpd.controller import Controller
@@ -269,38 +269,3 @@ def test_send_email_reaches_a_real_smtp_server(acme: Workspace, member: User) ->
     [message] = received
     assert (message["To"], message["Subject"]) == ("ana@example.com", "Kiln")
     assert "Ready at 6." in message.get_payload()
-
-
-@pytest.mark.usefixtures("in_acme")
-def test_the_approval_seam_holds_a_call_until_a_person_decides(
-    acme: Workspace, owner: User
-) -> None:
-    """A test double of the approvals app's policy: destructive calls wait. The call is audited
-    as awaiting approval with the pending action's id, nothing is deleted, the model is told it
-    waits; other calls run."""
-    from apps.agents.tools.policy import RUN, Decision, policy_plug
-
-    decided: list[tuple[str, dict[str, Any]]] = []
-
-    def destructive_waits(ctx: ToolContext, spec: Any, args: dict[str, Any]) -> Decision:
-        decided.append((spec.name, args))
-        return Decision(run=False, approval_id=42) if spec.destructive else RUN
-
-    task = Task.objects.create(title="Keep me", created_by_id=owner.pk)
-    ctx = context(acme, owner, TASK_TOOLS)
-    policy_plug(destructive_waits)
-    try:
-        held = tool_call(ctx, "delete_task", {"id": task.pk})
-        ran = tool_call(ctx, "list_tasks", {})
-    finally:
-        policy_plug(None)
-
-    assert (held.status, ran.status) == ("awaiting_approval", "ok")
-    assert '"approval_id": 42' in held.content
-    assert Task.objects.filter(pk=task.pk).exists()
-    audit = ToolAudit.objects.get(tool="delete_task")
-    assert (audit.status, audit.approval_id) == ("awaiting_approval", 42)
-    assert decided == [
-        ("delete_task", {"id": task.pk}),
-        ("list_tasks", {"status": "open", "search": ""}),
-    ]

@@ -56,12 +56,14 @@ class CeleryWorker:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else "(no output)"
 
-    def start(self) -> None:
-        """Start the worker unless it runs; return once it answers a ping."""
+    def start(self, *, purge: bool = True) -> None:
+        """Start the worker unless it runs; return once it answers a ping. `purge=False`
+        keeps what was queued while none ran (a restart); by default it must not run now
+        (earlier tests, earlier sessions)."""
         if self.running:
             return
-        # Tasks queued while no worker ran (earlier tests, earlier sessions) must not run now.
-        app.control.purge()
+        if purge:
+            app.control.purge()
         command = [
             sys.executable, "-m", "celery", "-A", "aisaas", "worker",
             "--pool", "solo", "-l", "WARNING", "-n", self.name,

@@ -50,10 +50,20 @@ from apps.llm.services import (
 from apps.rag.grounding import Passage, cited
 from apps.traces.masking import mask_value
 from apps.workspaces.models import User, Workspace
+from apps.workspaces.selectors import membership_get
 
-from ..loop import StepCapReached, ToolFinished, ToolStarted, agent_loop
+from ..loop import (
+    Parked,
+    Resume,
+    StepCapReached,
+    ToolFinished,
+    ToolStarted,
+    agent_loop,
+    calls_dump,
+    messages_dump,
+)
 from . import services
-from .rendering import cited_sources, render_answer, render_markdown
+from .rendering import cited_sources, render_answer, render_markdown, render_steps
 from .selectors import access_conversation
 
 log = structlog.get_logger(__name__)
@@ -97,6 +107,8 @@ class Ending:
     steps: list[dict[str, Any]] = field(default_factory=list)  # an agent's tool calls
     cost_micros: int = 0  # of every model call of the turn
     calls: int = 0
+    summed: bool = False  # cost_micros is the answer's total (a resumed answer adds to it)
+    state: dict[str, Any] | None = None  # a parked loop's state (resume.py)
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -106,8 +118,22 @@ class Ending:
             "usage": self.usage,
             "passages": self.passages,
             "steps": self.steps,
-            "cost_micros": self.cost_micros if self.calls > 1 else None,
+            "cost_micros": self.cost_micros if self.calls > 1 or self.summed else None,
+            "agent_state": self.state,
         }
+
+
+def turn_scope(
+    workspace: Workspace, user: User, answer: Message, agent: services.AgentSetup
+) -> CallScope:
+    return call_scope_for(
+        workspace=workspace,
+        actor=Actor("user", str(user.pk)),
+        feature="chat" if not agent.tools else "agent",
+        user=user,
+        request_id=answer.request_id,
+        extra_scopes=agent.scopes,
+    )
 
 
 @in_workspace_schema
@@ -127,14 +153,7 @@ def _prepare(workspace: Workspace, user: User, kind: str, frame: dict[str, Any])
         error = exc.message if isinstance(exc, ApplicationError) else "failed"
         services.answer_finish(answer=answer, text="", status=Message.Status.ERROR, error=error)
         raise
-    scope = call_scope_for(
-        workspace=workspace,
-        actor=Actor("user", str(user.pk)),
-        feature="chat" if not agent.tools else "agent",
-        user=user,
-        request_id=answer.request_id,
-        extra_scopes=agent.scopes,
-    )
+    scope = turn_scope(workspace, user, answer, agent)
     question = exchange.question
     return Turn(
         question=question,
@@ -161,9 +180,11 @@ def _request(workspace: Workspace, user: User, turn: Turn) -> services.AnswerReq
 
 
 @in_workspace_schema
-def _finish(
-    workspace: Workspace, answer: Message, text: str, ending: Ending
+def finish(
+    workspace: Workspace, user: User, answer: Message, text: str, ending: Ending
 ) -> tuple[Frame, ChatRequest | None]:
+    """Store how the answer ended; the `done` frame (rendered for `user`, the conversation's
+    owner) and the title call, if the conversation still needs one."""
     services.answer_finish(answer=answer, text=text, **ending.fields())
     done = {
         "type": "done",
@@ -175,7 +196,7 @@ def _finish(
         ),
         "feedback_html": render_to_string("agents/_feedback.html", {"m": answer}),
         "error": ending.error,
-        "steps_html": render_to_string("agents/_steps.html", {"steps": answer.steps}),
+        "steps_html": render_steps(answer.steps, membership_get(workspace=workspace, user=user)),
         "model": answer.model,
         "offline": answer.offline,
         "usage": {"input": answer.input_tokens, "output": answer.output_tokens},
@@ -235,11 +256,11 @@ async def answer_stream(
         prepared = await _request(workspace, user, turn)
         ending.passages = prepared.passages
         yield {"type": "status", "message_id": answer.pk, "text": "thinking…"}
-        async for out in _stream(turn, prepared.request, text, ending, stop):
+        async for out in stream(turn, prepared.request, text, ending, stop):
             yield out
     finally:
         done, title_request = await asyncio.shield(
-            _finish(workspace, answer, "".join(text), ending)
+            finish(workspace, user, answer, "".join(text), ending)
         )
     for out in ending.frames:
         yield out
@@ -250,12 +271,19 @@ async def answer_stream(
             yield {"type": "title", "conversation": answer.conversation_id, "title": title}
 
 
-async def _stream(
-    turn: Turn, request: ChatRequest, text: list[str], ending: Ending, stop: asyncio.Event
+async def stream(
+    turn: Turn,
+    request: ChatRequest,
+    text: list[str],
+    ending: Ending,
+    stop: asyncio.Event,
+    resume: Resume | None = None,
 ) -> AsyncIterator[Frame]:
-    """Run the agent loop (one model call for an agent without tools); fill `text` and
-    `ending` as it goes (the caller stores them whatever happens). A `citation` frame goes out
-    when the answer first cites a passage; `tool_call` / `tool_result` around each tool call."""
+    """Run the agent loop (one model call for an agent without tools), or resume a parked
+    one; fill `text` and `ending` as it goes (the caller stores them whatever happens). A
+    `citation` frame goes out when the answer first cites a passage; `tool_call` /
+    `tool_result` around each tool call; a call held for approval parks the answer (status
+    "waiting", its loop state in `ending.state`)."""
     mid = turn.answer.pk
     announced: set[int] = set()
     setup = turn.agent
@@ -265,6 +293,7 @@ async def _stream(
         ctx=setup.ctx,
         tools=setup.tools,
         max_steps=setup.max_steps,
+        resume=resume,
     )
     try:
         async for event in until_stopped(stop, loop):
@@ -305,9 +334,20 @@ async def _stream(
                     "args": mask_value(event.call.arguments),
                     "status": event.outcome.status,
                     "summary": event.outcome.summary,
+                    "audit_id": event.outcome.audit_id,
+                    "approval_id": event.outcome.approval_id,
+                    "level": event.outcome.level,
                 }
-                ending.steps.append(step)
+                _step_record(ending, step)
                 yield {"type": "tool_result", "message_id": mid, **step}
+            elif isinstance(event, Parked):
+                ending.status, ending.error = Message.Status.WAITING, ""
+                ending.state = {
+                    "step": event.step,
+                    "messages": messages_dump(event.messages),
+                    "held": [calls_dump(call) for call in event.held],
+                    "prompt": [request.prompt_name, request.prompt_version],
+                }
             elif isinstance(event, StepCapReached):
                 message = (
                     f"The agent stopped after {event.steps} steps without a final answer "
@@ -328,6 +368,15 @@ async def _stream(
     except asyncio.CancelledError:
         _stopped(ending, text)
         raise
+
+
+def _step_record(ending: Ending, step: dict[str, Any]) -> None:
+    """A step's card: a held call called again on resume replaces its own card."""
+    for index, known in enumerate(ending.steps):
+        if known.get("call_id") == step["call_id"] and known.get("step") == step["step"]:
+            ending.steps[index] = step
+            return
+    ending.steps.append(step)
 
 
 def _step_done(ending: Ending, event: DoneEvent) -> None:

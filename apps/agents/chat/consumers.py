@@ -3,7 +3,8 @@ regenerate; the answer streams back as typed frames.
 
 In:  {"type": "send", "conversation": id, "text": "…"} · {"type": "stop"} ·
      {"type": "regenerate", "conversation": id}
-Out: what `answer_stream` yields (answer.py lists the frames), and `error` for a bad frame.
+Out: what `answer_stream` yields (answer.py lists the frames), and `error` for a bad frame;
+     frames of answers resumed after an approval (resume.py), marked `"resumed": <answer id>`.
 
 The consumer only routes: it parses frames and forwards the frames of one answer at a time.
 Stop, or a closed tab, stops the answer (answer.py says what is stored). Bad frames get an
@@ -25,6 +26,7 @@ from apps.workspaces.models import User, Workspace
 from apps.workspaces.selectors import membership_get
 
 from .answer import Frame, answer_stream
+from .resume import chat_group
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +53,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.workspace, self.user = workspace, user
         self.stop: asyncio.Event | None = None  # set: the answer being written stops
         self.turns: set[asyncio.Task[None]] = set()  # answers, and titles after their `done`
+        # Answers resumed after an approval stream from a worker to this person's group.
+        self.group = chat_group(workspace.schema_name, user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
@@ -59,6 +64,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         stop: asyncio.Event | None = getattr(self, "stop", None)  # None: refused at connect
         if stop is not None:
             stop.set()
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def chat_frame(self, event: dict[str, Any]) -> None:
+        """A frame of an answer resumed by a worker (chat/resume.py)."""
+        await self._send(event["frame"])
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any

@@ -13,7 +13,15 @@ from html import escape
 from typing import Any
 
 import nh3
+from django.template.loader import render_to_string
 from markdown_it import MarkdownIt
+
+from apps.agents.models import ToolAudit
+from apps.agents.tools.undo import undo_open
+from apps.approvals.models import Level, PendingAction
+from apps.approvals.policy import autonomy_settings
+from apps.approvals.services import may_decide
+from apps.workspaces.models import Membership
 
 TAGS = {
     "p", "br", "hr", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "em", "strong", "s",
@@ -82,3 +90,33 @@ def render_answer(text: str, sources: Sequence[Mapping[str, Any]] = ()) -> str:
 def cited_sources(sources: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The passages an answer cites, in citation order as stored (by number)."""
     return sorted((s for s in sources if s.get("cited")), key=lambda s: int(s["n"]))
+
+
+def render_steps(steps: Sequence[Mapping[str, Any]], membership: Membership | None) -> str:
+    """An answer's tool steps as cards (our template, escaped): a held call with its pending
+    action (Approve / Reject for who may decide), an L2 call with Undo while it may be undone."""
+    return render_to_string("agents/_steps.html", {"steps": steps_view(steps, membership)})
+
+
+def steps_view(
+    steps: Sequence[Mapping[str, Any]], membership: Membership | None
+) -> list[dict[str, Any]]:
+    action_ids = [s["approval_id"] for s in steps if s.get("approval_id")]
+    actions = {a.pk: a for a in PendingAction.objects.filter(pk__in=action_ids)}
+    undoable = [s["audit_id"] for s in steps if s.get("level") == Level.UNDO and s.get("audit_id")]
+    audits = {a.pk: a for a in ToolAudit.objects.filter(pk__in=undoable)}
+    undone = set(ToolAudit.objects.filter(undo_of__in=undoable).values_list("undo_of", flat=True))
+    window = autonomy_settings().undo_window_seconds if audits else 0
+    view = []
+    for step in steps:
+        item = dict(step)
+        action = actions.get(step.get("approval_id") or 0)
+        if action is not None:
+            item["action"] = action
+            item["can_decide"] = membership is not None and may_decide(action, membership)
+        audit = audits.get(step.get("audit_id") or 0)
+        if audit is not None:
+            item["undone"] = audit.pk in undone
+            item["can_undo"] = not item["undone"] and undo_open(audit, window_seconds=window)
+        view.append(item)
+    return view

@@ -149,6 +149,7 @@ def answer_agent(*, workspace: Workspace, answer: Message, user: User) -> AgentS
         run_key=run_key,
         via="chat",
         conversation_id=answer.conversation_id,
+        resume=("chat", str(answer.pk)),  # held calls resume this answer (chat/resume.py)
     )
     return AgentSetup(
         ctx=ctx,
@@ -219,9 +220,11 @@ def answer_finish(
     passages: Sequence[Passage] = (),
     cost_micros: int | None = None,
     steps: Sequence[dict[str, Any]] = (),
+    agent_state: dict[str, Any] | None = None,
 ) -> Message:
-    """Store how an answer ended: complete, stopped (its partial text) or error; with the
-    passages it was given, those it cites marked."""
+    """Store how an answer ended: complete, stopped (its partial text), error, or waiting for
+    approvals (with the loop state to resume from); with the passages it was given, those it
+    cites marked."""
     answer.content = text
     cited_ns = {p.n for p in cited(passages, text)}
     answer.sources = [{**p.as_dict(), "cited": p.n in cited_ns} for p in passages]
@@ -235,6 +238,7 @@ def answer_finish(
     if cost_micros is not None:  # an agent's answer: the sum of its model calls
         answer.cost_micros = cost_micros
     answer.steps = list(steps)
+    answer.agent_state = agent_state if status == Status.WAITING else None
     if usage is not None:
         answer.input_tokens, answer.output_tokens = usage.input_tokens, usage.output_tokens
     answer.save()

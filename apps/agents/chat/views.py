@@ -16,7 +16,7 @@ from apps.llm.services import alias_is_offline
 from apps.workspaces.http import WorkspaceRequest
 
 from . import services
-from .rendering import cited_sources, render_answer
+from .rendering import cited_sources, render_answer, render_steps
 from .selectors import (
     access_conversation,
     access_message,
@@ -62,6 +62,7 @@ def _page(request: WorkspaceRequest, *, conversation: Conversation | None) -> Ht
             "message": m,
             "html": render_answer(m.content, m.sources),
             "sources": cited_sources(m.sources),
+            "steps_html": render_steps(m.steps, request.membership) if m.steps else "",
         }
         for m in (conversation_messages(conversation=conversation) if conversation else [])
     ]

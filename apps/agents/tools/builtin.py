@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -163,6 +163,11 @@ class CreateTaskArgs(BaseModel):
     due_on: dt.date | None = None
 
 
+def _undo_create(ctx: ToolContext, result: dict[str, Any]) -> str:
+    deleted, _ = Task.objects.filter(pk=result["id"]).delete()
+    return f"task {result['id']} removed" if deleted else f"task {result['id']} was already gone"
+
+
 @tool(
     "create_task",
     description="Create a task in the workspace.",
@@ -170,6 +175,7 @@ class CreateTaskArgs(BaseModel):
     output=TaskOut,
     writes=True,
     label="Create a task",
+    undo=_undo_create,
 )
 def create_task(ctx: ToolContext, args: CreateTaskArgs) -> TaskOut:
     task = Task.objects.create(
@@ -180,6 +186,10 @@ def create_task(ctx: ToolContext, args: CreateTaskArgs) -> TaskOut:
         created_by_agent=ctx.agent,
     )
     return TaskOut.of(task)
+
+
+class TaskChanged(TaskOut):
+    previous: dict[str, Any]  # the fields as they were, for undo
 
 
 class UpdateTaskArgs(BaseModel):
@@ -202,24 +212,40 @@ def _own_task_or_manager(ctx: ToolContext, task_id: int) -> str | None:
     )
 
 
+def _undo_update(ctx: ToolContext, result: dict[str, Any]) -> str:
+    task = Task.objects.select_for_update().filter(pk=result["id"]).first()
+    if task is None:
+        raise ApplicationError(f"Task {result['id']} no longer exists.", field="undo")
+    previous = result.get("previous") or {}
+    for name, value in previous.items():
+        if name == "due_on":
+            value = dt.date.fromisoformat(value) if value else None
+        setattr(task, name, value)
+    task.save()
+    return f"task {task.pk} restored ({', '.join(sorted(previous)) or 'nothing changed'})"
+
+
 @tool(
     "update_task",
     description="Change a task: its title, notes, due date, or status (open / done).",
     input=UpdateTaskArgs,
-    output=TaskOut,
+    output=TaskChanged,
     writes=True,
     permitted=lambda ctx, args: _own_task_or_manager(ctx, args.id),
     label="Update a task",
+    undo=_undo_update,
 )
-def update_task(ctx: ToolContext, args: UpdateTaskArgs) -> TaskOut:
+def update_task(ctx: ToolContext, args: UpdateTaskArgs) -> TaskChanged:
     task = Task.objects.select_for_update().filter(pk=args.id).first()
     if task is None:
         raise ApplicationError(f"No task {args.id}.", field="id")
     changes = args.model_dump(exclude_unset=True, exclude={"id"})
+    before = TaskOut.of(task).model_dump(mode="json")
+    previous = {name: before[name] for name in changes}
     for name, value in changes.items():
         setattr(task, name, value.strip() if isinstance(value, str) else value)
     task.save()
-    return TaskOut.of(task)
+    return TaskChanged(**TaskOut.of(task).model_dump(), previous=previous)
 
 
 class DeleteTaskArgs(BaseModel):
@@ -230,6 +256,25 @@ class DeleteTaskArgs(BaseModel):
 class Deleted(BaseModel):
     deleted: int
     title: str
+    task: TaskOut | None = None  # what it was, for undo
+    created_by_id: int | None = None
+
+
+def _undo_delete(ctx: ToolContext, result: dict[str, Any]) -> str:
+    was = result.get("task")
+    if not was:
+        raise ApplicationError("This deletion kept no copy of the task.", field="undo")
+    if Task.objects.filter(pk=was["id"]).exists():
+        return f"task {was['id']} exists already"
+    Task.objects.create(
+        pk=was["id"],
+        title=was["title"],
+        notes=was["notes"],
+        status=was["status"],
+        due_on=dt.date.fromisoformat(was["due_on"]) if was["due_on"] else None,
+        created_by_id=result.get("created_by_id") or ctx.user.pk,
+    )
+    return f"task {was['id']} restored"
 
 
 @tool(
@@ -241,14 +286,17 @@ class Deleted(BaseModel):
     destructive=True,
     permitted=lambda ctx, args: _own_task_or_manager(ctx, args.id),
     label="Delete a task",
+    undo=_undo_delete,
 )
 def delete_task(ctx: ToolContext, args: DeleteTaskArgs) -> Deleted:
     task = Task.objects.filter(pk=args.id).first()
     if task is None:
         raise ApplicationError(f"No task {args.id}.", field="id")
-    title = task.title
+    snapshot = TaskOut.of(task)
     task.delete()
-    return Deleted(deleted=args.id, title=title)
+    return Deleted(
+        deleted=args.id, title=snapshot.title, task=snapshot, created_by_id=task.created_by_id
+    )
 
 
 # --- outside the workspace ---------------------------------------------------------------------

@@ -1,12 +1,13 @@
 """The approval seam: after both layers of authorization allow a call, the autonomy policy
-decides whether it runs now or waits for a person (docs/architecture.md, "Approvals").
+decides whether it runs now, waits for a person, is only suggested, or was refused by one
+(docs/architecture.md, "Approvals").
 
-The approvals app (planned, below `agents` in the layers) plugs its decision in at ready()
-with `policy_plug`; until then every authorized call runs (the agents' own default, L5
-"autonomous, audit only"). A decision that asks for approval carries the pending action's id:
-the runner audits the call as awaiting approval and tells the model it is waiting, and the
-approval's resume hook runs it later — bound to the same canonical arguments (their hash is
-the idempotency key's input), so a different call needs its own approval.
+`apps/agents/autonomy.py` plugs the workspace's policy in at ready() with `policy_plug`
+(it asks `apps.approvals`); without it every authorized call runs (L5, audit only). A held
+call carries its pending action's id: the runner audits it as awaiting approval and tells the
+model; once decided, the answer or run resumes and calls again with the same canonical
+arguments — bound to them by hash, so a different call needs its own approval — and `claim`
+(run inside the tool's transaction) lets the approved call run exactly once.
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    run: bool  # True: run now; False: wait for approval
+    run: bool  # True: run now; False: not now (waiting, suggested or refused)
     approval_id: int | None = None
-    message: str = ""  # for the model and the audit row when waiting
+    message: str = ""  # for the model and the audit row when not run
+    level: int = 5  # the autonomy level the call was decided at (L1–L5)
+    suggested: bool = False  # L1: shown to the person as a ready-to-run action
+    refused: bool = False  # a person rejected it, or nobody approved it in time
+    # Run inside the tool's transaction before it runs: False → it ran already (approved once).
+    claim: Callable[[], bool] | None = None
 
 
 RUN = Decision(run=True)

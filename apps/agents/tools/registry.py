@@ -38,9 +38,14 @@ class ToolContext:
     user: User  # on_behalf_of: the agent never exceeds this person's rights
     membership: Membership
     run_key: str
-    via: str = "chat"  # chat | api | mcp | run
+    via: str = "chat"  # chat | api | mcp | run | suggestion | undo
     conversation_id: int | None = None
     trace_id: str | None = None
+    # Where the agent resumes once held calls are decided: ("chat", answer id), ("run", run
+    # id), or ("", "") when nothing waits (an API or MCP client may call again).
+    resume: tuple[str, str] = ("", "")
+    rationale: str = ""  # the model's words in the step that asked for the calls
+    step: int = 0  # the loop step of the call being decided (set by the runner)
 
 
 def member_may(ctx: ToolContext, args: BaseModel) -> str | None:
@@ -71,6 +76,11 @@ class ToolSpec(Generic[In, Out]):
     permitted: Callable[[ToolContext, In], str | None] = member_may
     label: str = ""  # for people: "Create a task"
     flags_extra: dict[str, Any] = field(default_factory=dict)
+    # L2 "act with undo": the inverse, given the call's stored result (the output as JSON);
+    # returns what it did, for the audit log (apps/agents/tools/undo.py).
+    undo: Callable[[ToolContext, dict[str, Any]], str] | None = None
+    # Spending tools: the amount a call would spend, in micro-dollars, shown to approvers.
+    amount: Callable[[In], int] | None = None
 
     @property
     def flags(self) -> list[str]:

@@ -2,9 +2,13 @@
 
 In order: the tool exists · it is on the agent's allowlist (layer 1) · the arguments parse and
 validate · the person the agent acts for may do this themselves (layer 2) · a call already made
-with the same idempotency key returns its stored result · the function runs in a transaction
+with the same idempotency key returns its stored result · the autonomy policy · the function runs in a transaction
 with a statement timeout (a failure writes nothing) · the output is validated, serialised and
 capped · one append-only audit row records it, whatever happened.
+
+The autonomy policy (policy.py) comes after the idempotency check: a call that ran already
+replays its result; otherwise it may run, wait for approval, be suggested (L1) or have been
+rejected by a person.
 
 Refusals and failures are results, not exceptions: the model gets a typed error it can act on
 (`ToolOutcome.content`), the user sees the step's status, nothing reaches them as a 500. Tool
@@ -18,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -51,6 +55,8 @@ class ToolOutcome:
     result: Any = None
     audit_id: int | None = None
     replayed: bool = False
+    approval_id: int | None = None  # the pending action it waits on, or was decided by
+    level: int | None = None  # the autonomy level it was decided at
 
     @property
     def ok(self) -> bool:
@@ -84,21 +90,31 @@ def tool_call(ctx: ToolContext, name: str, arguments: Any, *, step: int = 0) -> 
         return _refuse(ctx, name, raw, Status.DENIED, refusal, started)
     canonical = args.model_dump(mode="json")
     key = idempotency_key(ctx.run_key, step, name, canonical)
-    decision = policy_decide(ctx, spec, canonical)
-    if not decision.run:
-        return _await_approval(ctx, name, raw, decision, started)
     done = ToolAudit.objects.filter(idempotency_key=key, status=Status.OK).first()
     if done is not None:  # this exact call already happened: never twice
-        return ToolOutcome(
-            name=name,
-            status=Status.OK,
-            content=_wrap(name, Status.OK, done.result),
-            summary=done.result_summary,
-            result=done.result,
-            audit_id=done.pk,
-            replayed=True,
-        )
-    return _execute(ctx, spec, args, raw, key, started)
+        return _replay(done)
+    decision = policy_decide(replace(ctx, step=step), spec, canonical)
+    if decision.refused:
+        return _refuse(ctx, name, raw, Status.REJECTED, decision.message, started, decision)
+    if decision.suggested:
+        return _not_run(ctx, name, raw, Status.SUGGESTED, decision, started)
+    if not decision.run:
+        return _not_run(ctx, name, raw, Status.AWAITING_APPROVAL, decision, started)
+    return _execute(ctx, spec, args, raw, key, started, decision)
+
+
+def _replay(done: ToolAudit) -> ToolOutcome:
+    return ToolOutcome(
+        name=done.tool,
+        status=Status.OK,
+        content=_wrap(done.tool, Status.OK, done.result),
+        summary=done.result_summary,
+        result=done.result,
+        audit_id=done.pk,
+        replayed=True,
+        approval_id=done.approval_id,
+        level=done.autonomy_level,
+    )
 
 
 def _execute(
@@ -108,10 +124,13 @@ def _execute(
     raw: dict[str, Any],
     key: str,
     started: float,
+    decision: Decision,
 ) -> ToolOutcome:
     name = spec.name
     try:
         with transaction.atomic():
+            if decision.claim is not None and not decision.claim():
+                raise _AlreadyRan
             with connection.cursor() as cursor:  # a runaway query is cut, and rolled back
                 timeout_ms = str(int(spec.timeout * 1000))
                 cursor.execute("SELECT set_config('statement_timeout', %s, true)", [timeout_ms])
@@ -119,19 +138,26 @@ def _execute(
             result = _capped(output.model_dump(mode="json"), spec.max_output_chars)
             summary = _summary(spec, result)
             audit = _audit(
-                ctx, name, raw, Status.OK, started, result=result, summary=summary, key=key
+                ctx,
+                name,
+                raw,
+                Status.OK,
+                started,
+                result=result,
+                summary=summary,
+                key=key,
+                decision=decision,
             )
-    except IntegrityError:
-        # Another worker finished the same call first (the one-ok-per-key constraint).
+    except (IntegrityError, _AlreadyRan):
+        # Another worker finished the same call first (the one-ok-per-key constraint, or the
+        # approved action's claim).
         done = ToolAudit.objects.filter(idempotency_key=key, status=Status.OK).first()
         if done is None:
-            raise
-        content = _wrap(name, Status.OK, done.result)
-        return ToolOutcome(
-            name, Status.OK, content, done.result_summary, done.result, done.pk, True
-        )
+            reason = "This approved call ran already; it does not run twice."
+            return _refuse(ctx, name, raw, Status.DENIED, reason, started, decision)
+        return _replay(done)
     except ApplicationError as exc:
-        return _refuse(ctx, name, raw, Status.ERROR, exc.message, started)
+        return _refuse(ctx, name, raw, Status.ERROR, exc.message, started, decision)
     except DatabaseError as exc:
         reason = (
             f"The tool took longer than {spec.timeout:g} s and was stopped."
@@ -139,43 +165,82 @@ def _execute(
             else "The tool failed on a database error; nothing was changed."
         )
         log.warning("agents.tool_db_error", tool=name, error=str(exc)[:200])
-        return _refuse(ctx, name, raw, Status.ERROR, reason, started)
+        return _refuse(ctx, name, raw, Status.ERROR, reason, started, decision)
     except Exception as exc:
         log.warning("agents.tool_failed", tool=name, exc_info=True)
         reason = f"The tool failed ({type(exc).__name__}); nothing was changed."
         if isinstance(exc, OSError | TimeoutError):
             reason = f"The tool could not reach its service ({type(exc).__name__})."
-        return _refuse(ctx, name, raw, Status.ERROR, reason, started)
+        return _refuse(ctx, name, raw, Status.ERROR, reason, started, decision)
     content = _wrap(name, Status.OK, result)
-    return ToolOutcome(name, Status.OK, content, summary, result, audit.pk)
-
-
-def _await_approval(
-    ctx: ToolContext, name: str, raw: dict[str, Any], decision: Decision, started: float
-) -> ToolOutcome:
-    message = decision.message or f"{name} waits for a person's approval before it runs."
-    audit = _audit(
-        ctx,
-        name,
-        raw,
-        Status.AWAITING_APPROVAL,
-        started,
-        reason=message,
-        approval_id=decision.approval_id,
-    )
-    payload = {"status": "awaiting_approval", "approval_id": decision.approval_id}
-    content = _wrap(name, Status.AWAITING_APPROVAL, {**payload, "message": message})
     return ToolOutcome(
-        name, Status.AWAITING_APPROVAL, content, message[:SUMMARY_CHARS], None, audit.pk
+        name,
+        Status.OK,
+        content,
+        summary,
+        result,
+        audit.pk,
+        approval_id=decision.approval_id,
+        level=decision.level,
+    )
+
+
+class _AlreadyRan(Exception):
+    """The approved call's claim failed: it ran already (rolls the transaction back)."""
+
+
+def _not_run(
+    ctx: ToolContext,
+    name: str,
+    raw: dict[str, Any],
+    status: str,
+    decision: Decision,
+    started: float,
+) -> ToolOutcome:
+    """Held for approval, or suggested to the person (L1): audited, the model told so."""
+    if status == Status.SUGGESTED:
+        message = decision.message or (
+            f"{name} was suggested to the person as a ready-to-run action; it did not run."
+        )
+    else:
+        message = decision.message or f"{name} waits for a person's approval before it runs."
+    audit = _audit(ctx, name, raw, status, started, reason=message, decision=decision)
+    payload = {"status": status, "approval_id": decision.approval_id, "message": message}
+    content = _wrap(name, status, payload)
+    return ToolOutcome(
+        name,
+        status,
+        content,
+        message[:SUMMARY_CHARS],
+        None,
+        audit.pk,
+        approval_id=decision.approval_id,
+        level=decision.level,
     )
 
 
 def _refuse(
-    ctx: ToolContext, name: str, raw: Any, status: str, reason: str, started: float
+    ctx: ToolContext,
+    name: str,
+    raw: Any,
+    status: str,
+    reason: str,
+    started: float,
+    decision: Decision | None = None,
 ) -> ToolOutcome:
-    audit = _audit(ctx, name, raw if isinstance(raw, dict) else {}, status, started, reason=reason)
+    args = raw if isinstance(raw, dict) else {}
+    audit = _audit(ctx, name, args, status, started, reason=reason, decision=decision)
     content = _wrap(name, status, {"error": reason})
-    return ToolOutcome(name, status, content, reason[:SUMMARY_CHARS], None, audit.pk)
+    return ToolOutcome(
+        name,
+        status,
+        content,
+        reason[:SUMMARY_CHARS],
+        None,
+        audit.pk,
+        approval_id=decision.approval_id if decision else None,
+        level=decision.level if decision else None,
+    )
 
 
 def _audit(
@@ -189,7 +254,7 @@ def _audit(
     summary: str = "",
     reason: str = "",
     key: str = "",
-    approval_id: int | None = None,
+    decision: Decision | None = None,
 ) -> ToolAudit:
     return ToolAudit.objects.create(
         agent_id=ctx.agent.pk,
@@ -205,7 +270,8 @@ def _audit(
         trace_id=ctx.trace_id,
         conversation_id=ctx.conversation_id,
         idempotency_key=key,
-        approval_id=approval_id,
+        approval_id=decision.approval_id if decision else None,
+        autonomy_level=decision.level if decision else None,
         duration_ms=int((time.monotonic() - started) * 1000),
     )
 

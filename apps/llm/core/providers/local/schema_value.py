@@ -30,12 +30,14 @@ class _Hint:
     nouns: list[str]
     sentence: str
     root: Schema
+    numbers: list[int]  # whole numbers in the prompt: ids the user names ("delete task 12")
 
 
 def sample(schema: Schema | bool, *, hint: str = "") -> Any:
     """A value valid against `schema`, derived from `hint` (the prompt): same input, same value."""
     root: Schema = schema if isinstance(schema, Mapping) else {}
-    context = _Hint(keywords(hint, 8), proper_nouns(hint), first_sentence(hint, 20), root)
+    numbers = [int(n) for n in re.findall(r"(?<![\w.])\d{1,9}(?![\w.])", hint)]
+    context = _Hint(keywords(hint, 8), proper_nouns(hint), first_sentence(hint, 20), root, numbers)
     return _value(schema, context, seed(hint), key="", ordinal=0, depth=0)
 
 
@@ -57,7 +59,8 @@ def _value(
     if kind == "array":
         return _array(schema, hint, number, key, depth)
     if kind == "integer":
-        return _integer(schema, number + ordinal)
+        named = _named_id(schema, hint, key)
+        return named if named is not None else _integer(schema, number + ordinal)
     if kind == "number":
         return _number(schema, number + ordinal)
     if kind == "boolean":
@@ -194,6 +197,17 @@ def _bounds(schema: Schema) -> tuple[float, float, bool, bool]:
 
 def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _named_id(schema: Schema, hint: _Hint, key: str) -> int | None:
+    """An id field takes the first number the prompt names that fits its bounds."""
+    if key != "id" and not key.endswith("_id"):
+        return None
+    low, high = schema.get("minimum"), schema.get("maximum")  # ids: only stated bounds
+    for value in hint.numbers:
+        if (low is None or value >= low) and (high is None or value <= high):
+            return value
+    return None
 
 
 def _integer(schema: Schema, number: int) -> int:

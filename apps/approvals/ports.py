@@ -1,0 +1,32 @@
+"""What happens once an agent's held actions are decided: plugged in by `agents` at ready().
+
+`resume_plug(kind, hook)`: `hook(resume_ref)` runs after the commit of the decision that left
+no action of `(kind, resume_ref)` pending — a chat answer or a run continues from its stored
+state (a Celery task; nothing waits meanwhile). `suggestion` hooks get the approved action's
+id: the person ran an L1 suggestion. Plugging is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+ResumeHook = Callable[[str], None]
+
+_hooks: dict[str, ResumeHook] = {}
+
+
+def resume_plug(kind: str, hook: ResumeHook) -> None:
+    _hooks[kind] = hook
+
+
+def resume(kind: str, ref: str) -> None:
+    hook = _hooks.get(kind)
+    if hook is None:
+        if kind:
+            log.warning("approvals.no_resume_hook", kind=kind, ref=ref)
+        return
+    hook(ref)
