@@ -18,9 +18,9 @@ class AgentsConfig(AppConfig):
 
         from .autonomy import autonomy_decide
         from .chat.resume import answer_resume_enqueue
+        from .tools.approved import action_run
         from .tools.policy import policy_plug
-        from .tools.suggestions import suggestion_run
 
         policy_plug(autonomy_decide)
         resume_plug("chat", answer_resume_enqueue)
-        resume_plug("suggestion", suggestion_run)
+        resume_plug("self", action_run)

@@ -83,6 +83,7 @@ def agent_turn(
             membership=membership,
             run_key=run_key,
             via="api",
+            resume=("self", ""),  # nothing waits: an approved call runs on its own
         )
         client = [m for m in request.messages if m.role != "system"]
         extra = [m.content for m in request.messages if m.role == "system" and m.content]

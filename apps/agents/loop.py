@@ -171,10 +171,12 @@ async def agent_loop(
     tools: Sequence[ToolSpec[Any, Any]],
     max_steps: int,
     resume: Resume | None = None,
+    park: bool = True,
 ) -> AsyncIterator[LoopEvent]:
     """Run the loop from `request` (system prompt and history), or from where it parked
     (`resume`: the stored messages, and the held calls, called again first); see the module
-    docstring."""
+    docstring. `park=False` (an API client, which can't be resumed): held calls don't end the
+    loop; the model reads that they wait, and says so."""
     messages = list(request.messages if resume is None else resume.messages)
     # Providers accept [a-zA-Z0-9_-] in tool names: remote MCP tools ("server.tool") are
     # offered as "server__tool" and mapped back before they run.
@@ -235,7 +237,7 @@ async def agent_loop(
             )
             if outcome.status == ToolAudit.Status.AWAITING_APPROVAL:
                 waiting.append(call)
-        if waiting:  # no model call while a person decides: park, holding nothing
+        if waiting and park:  # no model call while a person decides: park, holding nothing
             yield Parked(step, tuple(messages), tuple(waiting))
             return
     yield StepCapReached(max_steps)

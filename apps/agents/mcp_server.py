@@ -112,6 +112,7 @@ class McpCaller:
             membership=self.membership,
             run_key=f"mcp-{uuid4().hex}",
             via="mcp",
+            resume=("self", ""),  # nothing waits: an approved call runs on its own
         )
 
 

@@ -2,8 +2,9 @@
 
 `resume_plug(kind, hook)`: `hook(resume_ref)` runs after the commit of the decision that left
 no action of `(kind, resume_ref)` pending — a chat answer or a run continues from its stored
-state (a Celery task; nothing waits meanwhile). `suggestion` hooks get the approved action's
-id: the person ran an L1 suggestion. Plugging is idempotent.
+state (a Celery task; nothing waits meanwhile). The `self` hook gets an approved action's id
+when no agent waits for it (an L1 suggestion its person runs, a call held for an API or MCP
+client): it runs the action's calls. Plugging is idempotent.
 """
 
 from __future__ import annotations

@@ -116,6 +116,9 @@ def action_hold(
             conversation_id=conversation_id,
             trace_id=trace_id,
         )
+        if resume_kind == "self":  # nothing waits: the decision runs the call itself
+            action.resume_ref = str(action.pk)
+            action.save(update_fields=["resume_ref"])
         live.announce(workspace, action)
     log.info("approvals.held", action=str(action.public_id), kind=kind, tool=tool)
     return action
@@ -266,10 +269,10 @@ def _expire(workspace: Workspace, action: PendingAction, now: Any) -> None:
 def _after_decision(workspace: Workspace, action: PendingAction) -> None:
     concerned = [*live.approver_ids(workspace, action), action.on_behalf_of_id]
     live.users_event(concerned, live.action_payload(action))
-    if action.kind == Kind.SUGGESTION:
-        if action.status == Status.APPROVED:
+    if action.kind == Kind.SUGGESTION or action.resume_kind == "self":
+        if action.status == Status.APPROVED:  # run it now, as its person
             ref = str(action.pk)
-            transaction.on_commit(lambda: resume("suggestion", ref))
+            transaction.on_commit(lambda: resume("self", ref))
         return
     if not action.resume_kind:
         return

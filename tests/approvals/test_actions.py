@@ -338,3 +338,28 @@ def test_concurrent_approve_and_reject_make_one_decision_and_one_execution(
     assert final in ("executed", "rejected")
     assert ran == (1 if final == "executed" else 0)
     assert still_there == (final == "rejected")
+
+
+def test_a_call_held_for_an_api_client_runs_on_its_own_once_approved(
+    acme: Workspace,
+    member: User,
+    owner: User,
+    helper: Agent,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """An API or MCP client can't be resumed: the approval itself runs the call, as the person
+    the agent acted for, once."""
+    task = Task.objects.create(title="Old", created_by_id=member.pk)
+    ctx = ctx_for(acme, member, helper, run_key="api-1", via="api", resume=("self", ""))
+    assert tool_call(ctx, "delete_task", {"id": task.pk}, step=1).status == "awaiting_approval"
+    action = PendingAction.objects.get()
+    assert (action.resume_kind, action.resume_ref) == ("self", str(action.pk))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        decide(acme, owner, action, approve=True)
+
+    assert not Task.objects.filter(pk=task.pk).exists()
+    [ran] = ToolAudit.objects.filter(status="ok")
+    assert (ran.via, ran.on_behalf_of_id, ran.approval_id) == ("api", member.pk, action.pk)
+    action.refresh_from_db()
+    assert action.status == "executed"

@@ -1,6 +1,7 @@
-"""L1 "suggest": the agent drafts a call, the person runs it. Approving the suggestion (only
-its person, or an admin) runs it at once, as that person — through the same `tool_call` path
-(their own rights, the claim that makes it run once) — and the agent is not resumed."""
+"""Approved actions no agent waits for run at once, as their person, through the same
+`tool_call` path (their own rights, the claim that makes each call run once): an L1
+suggestion (the agent drafted it; its person, or an admin, runs it), and a call held for an
+API or MCP client (which can't be resumed)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from .registry import ToolContext
 from .runner import tool_call
 
 
-def suggestion_run(ref: str) -> None:
-    """The approvals hook for an approved suggestion (after the deciding commit)."""
-    suggestion_execute(workspace=workspace_current(), action_id=int(ref))
+def action_run(ref: str) -> None:
+    """The approvals `self` hook (after the deciding commit)."""
+    action_execute(workspace=workspace_current(), action_id=int(ref))
 
 
-def suggestion_execute(*, workspace: Workspace, action_id: int) -> str:
+def action_execute(*, workspace: Workspace, action_id: int) -> str:
     action = PendingAction.objects.get(pk=action_id)
     agent = Agent.objects.filter(pk=action.agent_id).first()
     user = User.objects.filter(pk=action.on_behalf_of_id).first()
@@ -33,7 +34,7 @@ def suggestion_execute(*, workspace: Workspace, action_id: int) -> str:
         user=user,
         membership=membership,
         run_key=action.run_key,
-        via="suggestion",
+        via="suggestion" if action.kind == PendingAction.Kind.SUGGESTION else action.via,
         conversation_id=action.conversation_id,
     )
     status = "executed"
