@@ -149,6 +149,16 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
+# Long agent runs (docs/architecture.md, "Long runs"): a message is acked only after its task
+# finishes (acks_late) and given back if the pool child running it dies (reject_on_worker_lost);
+# each worker takes one message at a time (prefetch 1). If the main worker process dies, Redis
+# redelivers only after the visibility timeout, which stays far above the longest step (an
+# hour); the run's lease (AGENT_RUN_LEASE_SECONDS, renewed every third of it) and the janitor
+# resume it within seconds instead, and steps are idempotent, so a late redelivery finds
+# nothing to do.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+AGENT_RUN_LEASE_SECONDS = env.int("AGENT_RUN_LEASE_SECONDS", default=15)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -172,6 +182,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.billing.tasks.push_usage_to_stripe",
         "schedule": crontab(hour=2, minute=0),
     },
+    # Long runs whose worker died (lease expired) go back on the queue.
+    "requeue-stale-agent-runs": {"task": "apps.agents.tasks.requeue_stale_runs", "schedule": 5.0},
     # Approvals: pending actions past their expiry count as rejected; the agent is told.
     "expire-pending-actions": {"task": "apps.approvals.tasks.expire_actions", "schedule": 60.0},
     "finalise-outcomes": {"task": "apps.billing.tasks.finalise_outcomes", "schedule": 900.0},

@@ -18,9 +18,11 @@ class AgentsConfig(AppConfig):
 
         from .autonomy import autonomy_decide
         from .chat.resume import answer_resume_enqueue
+        from .runs.services import run_resume
         from .tools.approved import action_run
         from .tools.policy import policy_plug
 
         policy_plug(autonomy_decide)
         resume_plug("chat", answer_resume_enqueue)
         resume_plug("self", action_run)
+        resume_plug("run", run_resume)

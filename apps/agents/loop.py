@@ -73,6 +73,19 @@ class Parked:
 
 
 @dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The loop's state to store (long runs ask for them): after the model asked for tools
+    (`pending`: all of its calls) and after each tool call (`pending`: those still to run).
+    Resuming from it calls `pending` first — each with its idempotency key, so a call that ran
+    before a crash replays its stored result — then goes on with the next step."""
+
+    step: int
+    messages: tuple[Message, ...]
+    pending: tuple[ToolCall, ...]
+    type: str = "checkpoint"
+
+
+@dataclass(frozen=True, slots=True)
 class Resume:
     """Where a parked loop continues: the stored messages and the calls that waited at `step`
     (they are called again: approved ones run once, refused ones tell the model why)."""
@@ -121,10 +134,16 @@ def calls_load(data: dict[str, Any]) -> ToolCall:
 
 
 def agent_scopes(
-    agent: Agent, *, schema: str, run_key: str, now: float | None = None
+    agent: Agent,
+    *,
+    schema: str,
+    run_key: str,
+    now: float | None = None,
+    run_cost_cap: int | None = None,
 ) -> tuple[Scope, ...]:
     """The agent's limits as budget scopes (micro-dollars; the gateway prices the worst case):
-    its daily spend across all its conversations and runs, and this run's cost cap."""
+    its daily spend across all its conversations and runs, and this run's cost cap (the
+    agent's, or `run_cost_cap` for a long run that set its own)."""
     now = time.time() if now is None else now
     day = time.strftime("%Y-%m-%d", time.gmtime(now))
     resets_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((int(now) // 86400 + 1) * 86400))
@@ -140,12 +159,13 @@ def agent_scopes(
                 resets_at=resets_at,
             )
         )
-    if agent.max_run_cost_micros is not None:
+    cap = run_cost_cap if run_cost_cap is not None else agent.max_run_cost_micros
+    if cap is not None:
         scopes.append(
             Scope(
                 name="agent_run_cost",
                 key=f"{schema}:budget:agent_run_cost:{run_key}",
-                limit=agent.max_run_cost_micros,
+                limit=cap,
                 amount=0,
                 unit="micro-dollars",
                 ttl=7 * 86400,
@@ -172,11 +192,13 @@ async def agent_loop(
     max_steps: int,
     resume: Resume | None = None,
     park: bool = True,
+    checkpoints: bool = False,
 ) -> AsyncIterator[LoopEvent]:
     """Run the loop from `request` (system prompt and history), or from where it parked
     (`resume`: the stored messages, and the held calls, called again first); see the module
     docstring. `park=False` (an API client, which can't be resumed): held calls don't end the
-    loop; the model reads that they wait, and says so."""
+    loop; the model reads that they wait, and says so. `checkpoints=True` yields a `Checkpoint`
+    after the model call and after each tool call (long runs store them)."""
     messages = list(request.messages if resume is None else resume.messages)
     # Providers accept [a-zA-Z0-9_-] in tool names: remote MCP tools ("server.tool") are
     # offered as "server__tool" and mapped back before they run.
@@ -186,14 +208,16 @@ async def agent_loop(
     if resume is not None:
         first = resume.step + 1
         held: list[ToolCall] = []
-        for call in resume.held:
+        for index, call in enumerate(resume.held):
             yield ToolStarted(resume.step, call)
             outcome = await _call_tool(ctx.workspace, ctx, call, resume.step)
             yield ToolFinished(resume.step, call, outcome)
-            _replace_result(messages, call, outcome)
+            _replace_result(messages, call, outcome, wire_name(call.name))
             if outcome.status == ToolAudit.Status.AWAITING_APPROVAL:
                 held.append(call)
-        if held:
+            if checkpoints:
+                yield Checkpoint(resume.step, tuple(messages), tuple(resume.held[index + 1 :]))
+        if held and park:
             yield Parked(resume.step, tuple(messages), tuple(held))
             return
     for step in range(first, max(1, max_steps) + 1):
@@ -227,8 +251,11 @@ async def agent_loop(
         # Audit rows link to the step's trace; held calls carry the model's words as rationale.
         step_ctx = replace(ctx, trace_id=trace_id, rationale="".join(text))
         waiting: list[ToolCall] = []
-        for wire_call in calls:
-            call = replace(wire_call, name=real.get(wire_call.name, wire_call.name))
+        todo = [replace(c, name=real.get(c.name, c.name)) for c in calls]
+        if checkpoints:
+            yield Checkpoint(step, tuple(messages), tuple(todo))
+        for index, wire_call in enumerate(calls):
+            call = todo[index]
             yield ToolStarted(step, call)
             outcome = await _call_tool(ctx.workspace, step_ctx, call, step)
             yield ToolFinished(step, call, outcome)
@@ -237,14 +264,21 @@ async def agent_loop(
             )
             if outcome.status == ToolAudit.Status.AWAITING_APPROVAL:
                 waiting.append(call)
+            if checkpoints:
+                yield Checkpoint(step, tuple(messages), tuple(todo[index + 1 :]))
         if waiting and park:  # no model call while a person decides: park, holding nothing
             yield Parked(step, tuple(messages), tuple(waiting))
             return
     yield StepCapReached(max_steps)
 
 
-def _replace_result(messages: list[Message], call: ToolCall, outcome: ToolOutcome) -> None:
+def _replace_result(
+    messages: list[Message], call: ToolCall, outcome: ToolOutcome, name: str
+) -> None:
+    """The call's result in the conversation: replacing the one it had (a held call called
+    again), else after the others (a call a crash interrupted before its result)."""
     for index, message in enumerate(messages):
         if message.role == "tool" and message.tool_call_id == call.id:
             messages[index] = replace(message, content=outcome.content)
             return
+    messages.append(Message("tool", outcome.content, tool_call_id=call.id, name=name))

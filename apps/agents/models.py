@@ -3,6 +3,7 @@ own schema (docs/architecture.md, "Tenancy")."""
 
 from __future__ import annotations
 
+import uuid
 from typing import ClassVar
 
 from django.db import models
@@ -233,3 +234,86 @@ class ExternalMcpServer(BaseModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+class AgentRun(models.Model):
+    """A long agent run on a Celery worker (apps/agents/runs/): its task, caps, the loop's
+    state after every step, the lease of the worker running it, and how it ended.
+
+    The lease is fenced: each acquisition increments `lease_token`, and every state write is
+    conditional on the token the writer holds, so a worker that lost its lease (it stalled past
+    `lease_expires_at` and the janitor gave the run to another) can never write again."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        WAITING = "waiting", "Waiting for approval"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        FAILED_BUDGET = "failed_budget_exceeded", "Stopped at its cost cap"
+        FAILED_STEPS = "failed_step_limit", "Stopped at its step cap"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE: ClassVar[tuple[str, ...]] = ("queued", "running", "waiting")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="runs")
+    task = models.TextField()
+    started_by_id = models.BigIntegerField()  # the person the agent acts for
+    via = models.CharField(max_length=16, default="browser")  # browser | api
+    api_key_id = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(
+        max_length=24, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    max_steps = models.PositiveSmallIntegerField()
+    max_cost_micros = models.BigIntegerField(null=True, blank=True)  # None: no cap
+    # The loop's state after the last stored step: {"step", "messages", "pending": [calls]}.
+    state = models.JSONField(default=dict, blank=True)
+    step = models.PositiveIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    result = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    # Billable outcome on success (billing's outcome flow), recorded once.
+    outcome_kind = models.CharField(max_length=100, blank=True)
+    outcome_price_micros = models.BigIntegerField(null=True, blank=True)
+    outcome_recorded = models.BooleanField(default=False)
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_token = models.BigIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)  # leases taken: 1 + resumes
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"run {self.public_id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+
+class RunEvent(models.Model):
+    """The run's timeline: each model call, tool call, approval wait and ending, in order."""
+
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+    step = models.PositiveIntegerField(default=0)
+    kind = models.CharField(max_length=16)  # model | tool | approval | status
+    name = models.CharField(max_length=120, blank=True)
+    status = models.CharField(max_length=24, blank=True)
+    summary = models.CharField(max_length=500, blank=True)
+    cost_micros = models.BigIntegerField(default=0)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} {self.status}"

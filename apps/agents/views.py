@@ -40,7 +40,8 @@ from .forms import (
     TaskStatusForm,
 )
 from .mcp_remote import services as mcp_remote
-from .models import Agent, ExternalMcpServer, Task
+from .models import Agent, AgentRun, ExternalMcpServer, Task
+from .runs.services import access_run, run_cancel, run_start, run_visible
 from .selectors import (
     access_agent,
     access_task,
@@ -450,3 +451,66 @@ def task_delete(request: WorkspaceRequest, task_id: int) -> HttpResponse:
         return _task_refused(request, exc)
     messages.success(request, f"Deleted “{title}”.")
     return _back_to_tasks(request)
+
+
+# --- long runs ---------------------------------------------------------------------------------
+
+
+def runs_page(request: WorkspaceRequest) -> HttpResponse:
+    """The runs this person may see (owners/admins: all), newest first, and a form to start one."""
+    runs = run_visible(membership=request.membership)[:100]
+    agents = [a for a in agent_list() if a.tools and a.is_active]
+    return render(request, "agents/runs.html", {"runs": runs, "agents": agents})
+
+
+@require_POST
+def run_new(request: WorkspaceRequest) -> HttpResponse:
+    """Start a run in the background (any member, for themselves)."""
+    agent = Agent.objects.filter(pk=_int(request.POST.get("agent"))).first()
+    try:
+        if agent is None:
+            raise ApplicationError("Choose an agent.", field="agent")
+        run = run_start(
+            workspace=request.workspace,
+            membership=request.membership,
+            agent=agent,
+            task=request.POST.get("task", ""),
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        runs = run_visible(membership=request.membership)[:100]
+        agents = [a for a in agent_list() if a.tools and a.is_active]
+        context = {"runs": runs, "agents": agents, "task": request.POST.get("task", "")}
+        return render(request, "agents/runs.html", context, status=400)
+    return redirect("run_detail", public_id=run.public_id)
+
+
+def run_detail(request: WorkspaceRequest, public_id: str) -> HttpResponse:
+    run = _run_or_404(request, public_id)
+    context = {"run": run, "events": run.events.all()[:500]}
+    return render(request, "agents/run.html", context)
+
+
+@require_POST
+def run_cancel_view(request: WorkspaceRequest, public_id: str) -> HttpResponse:
+    run = _run_or_404(request, public_id)
+    try:
+        run_cancel(membership=request.membership, run=run)
+        messages.success(request, "Cancel requested: the run stops within a step.")
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("run_detail", public_id=run.public_id)
+
+
+def _run_or_404(request: WorkspaceRequest, public_id: str) -> AgentRun:
+    try:
+        return access_run(membership=request.membership, public_id=public_id)
+    except NotFoundError:
+        raise Http404("No such run.") from None
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0

@@ -4,19 +4,15 @@ inbox and the chat catch up on their next load. Approvers with no open socket ge
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 
-from apps.common.tenancy import current_schema
-from apps.workspaces.consumers import user_group
+from apps.workspaces.live import users_event
 from apps.workspaces.models import MANAGER_ROLES, Membership, User, Workspace
 from apps.workspaces.presence import online
 
@@ -36,26 +32,6 @@ def approver_ids(workspace: Workspace, action: PendingAction) -> list[int]:
     if action.approvers == "requester" or action.kind == PendingAction.Kind.SUGGESTION:
         ids.append(action.on_behalf_of_id)
     return sorted(set(ids))
-
-
-def users_event(user_ids: Iterable[int], payload: dict[str, Any]) -> None:
-    """After the commit, send `payload` to each user's workspace sockets."""
-    schema = current_schema()
-    groups = [user_group(schema, uid) for uid in set(user_ids)]
-
-    def send() -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        for group in groups:
-            try:
-                async_to_sync(layer.group_send)(
-                    group, {"type": "workspace.event", "payload": payload}
-                )
-            except Exception as exc:  # the page catches up on its next load
-                log.warning("approvals.live_send_failed", error=str(exc))
-
-    transaction.on_commit(send)
 
 
 def action_payload(action: PendingAction) -> dict[str, Any]:

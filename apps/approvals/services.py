@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.common.errors import ApplicationError, NotFoundError, PermissionDeniedError
+from apps.workspaces.live import users_event
 from apps.workspaces.models import Membership, User, Workspace
 
 from . import live
@@ -92,7 +93,7 @@ def action_hold(
                 if amount_micros:
                     plan.amount_micros = (plan.amount_micros or 0) + amount_micros
                 plan.save(update_fields=["calls", "args_hash", "amount_micros"])
-                live.users_event(live.approver_ids(workspace, plan), live.action_payload(plan))
+                users_event(live.approver_ids(workspace, plan), live.action_payload(plan))
                 return plan
         ttl = autonomy_settings().action_ttl_seconds
         action = PendingAction.objects.create(
@@ -268,7 +269,7 @@ def _expire(workspace: Workspace, action: PendingAction, now: Any) -> None:
 
 def _after_decision(workspace: Workspace, action: PendingAction) -> None:
     concerned = [*live.approver_ids(workspace, action), action.on_behalf_of_id]
-    live.users_event(concerned, live.action_payload(action))
+    users_event(concerned, live.action_payload(action))
     if action.kind == Kind.SUGGESTION or action.resume_kind == "self":
         if action.status == Status.APPROVED:  # run it now, as its person
             ref = str(action.pk)

@@ -1,5 +1,6 @@
-// The approvals badge on every workspace page, live: the workspace socket says when an action
-// was asked for or decided; the badge refetches its number and the inbox (if shown) reloads.
+// The workspace socket on every workspace page: the approvals badge, live (an action asked for
+// or decided: the badge refetches its number, the inbox reloads), and run progress (a run's
+// page and the runs list reload their part).
 (() => {
   // Boosted navigation swaps the body: find the badge anew each time.
   const current = () => document.querySelector("[data-approvals-badge]");
@@ -27,6 +28,10 @@
     });
     socket.addEventListener("message", (message) => {
       const event = JSON.parse(message.data);
+      if (event.type === "run") {  // a run's page or list reloads its part
+        document.body.dispatchEvent(new CustomEvent("run-changed", { detail: event }));
+        return;
+      }
       if (event.type !== "approval") return;
       refresh();
       document.body.dispatchEvent(new CustomEvent("approvals-changed", { detail: event }));

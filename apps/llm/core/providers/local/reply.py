@@ -67,7 +67,8 @@ def plan_reply(request: ChatRequest, model: str) -> Reply:
     number = seed(model, *(f"{m.role}\x1e{m.content}" for m in messages))
     answering_tool = last is not None and last.role == "tool"
 
-    tools = () if answering_tool else _chosen_tools(request, question)
+    tools = _repeated_tools(request, question) if answering_tool else ()
+    tools = tools or (() if answering_tool else _chosen_tools(request, question))
     if tools:
         calls = tuple(
             ToolCall(
@@ -117,6 +118,41 @@ def _chosen_tools(request: ChatRequest, question: str) -> tuple[Tool, ...]:
     if mentioned:
         return mentioned
     return request.tools[:1] if request.tool_choice == "required" else ()
+
+
+_COUNT_WORDS = {
+    "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20,
+}  # fmt: skip
+_MAX_REPEATS = 50
+
+
+def _repeated_tools(request: ChatRequest, question: str) -> tuple[Tool, ...]:
+    """A tool the user asked to use a number of times ("create_task … ten tasks", "3 tasks"),
+    called again while it has run fewer times than that — one call per step, like a model
+    working through a list."""
+    folded = question.casefold()
+    done = _calls_made(request.messages)
+    for tool in _chosen_tools(request, question):
+        noun = tool.name.casefold().split("_")[-1]
+        match = re.search(
+            rf"(?<!\w)(\d{{1,2}}|{'|'.join(_COUNT_WORDS)})\s+{re.escape(noun)}s\b", folded
+        )
+        if match is None:
+            continue
+        word = match.group(1)
+        count = min(int(word) if word.isdigit() else _COUNT_WORDS[word], _MAX_REPEATS)
+        if done.get(tool.name, 0) < count:
+            return (tool,)
+    return ()
+
+
+def _calls_made(messages: Sequence[Message]) -> dict[str, int]:
+    made: dict[str, int] = {}
+    for message in messages:
+        for call in message.tool_calls:
+            made[call.name] = made.get(call.name, 0) + 1
+    return made
 
 
 def _object(value: Any) -> dict[str, Any]:
