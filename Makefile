@@ -28,7 +28,23 @@ run: $(STAMP) ## Start everything: embedded Postgres+Redis, migrate, seed demo, 
 TEST_WORKERS ?= 2
 
 test: $(STAMP) ## Run the test suite on its own embedded services (safe while `make run` is up)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --ignore=tests/compat $(PYTEST_ARGS)
+
+# The client libraries the compatibility suite drives (tests/compat): a venv of their own, as
+# their pins must not meet the project's.
+COMPAT_VENV := .venv-compat
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+
+$(COMPAT_STAMP): tests/compat/requirements.txt
+	@test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
+	@echo '*' > $(COMPAT_VENV)/.gitignore
+	$(COMPAT_VENV)/bin/pip install --quiet --upgrade pip
+	$(COMPAT_VENV)/bin/pip install --quiet -r tests/compat/requirements.txt
+	@touch $(COMPAT_STAMP)
+
+.PHONY: compat
+compat: $(STAMP) $(COMPAT_STAMP) ## The real client libraries (openai, Agents SDK, LangChain, LiteLLM) against /v1 (.venv-compat on first run)
+	AISAAS_COMPAT_PYTHON=$(COMPAT_VENV)/bin/python $(BIN)/python -m pytest -n 0 tests/compat $(PYTEST_ARGS)
 
 fuzz-api: $(STAMP) ## Fuzz the /v1 API from its OpenAPI document (schemathesis, 500 examples per operation)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(BIN)/python -m pytest -s tests/api/test_schemathesis.py

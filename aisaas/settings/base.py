@@ -5,10 +5,16 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from celery.schedules import crontab
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 
 from aisaas.env import BASE_DIR, database_url, embedded_services, env, redis_url, stripe_fake
 
 SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-change-me")
+# Secret keys published in this repository (defaults, examples): production refuses to start with
+# one, since anyone could sign sessions, password-reset links and agent tokens with it.
+KNOWN_SECRET_KEYS = frozenset(
+    {"dev-insecure-change-me", "change-me-in-production", "test-secret-key-not-for-production"}
+)
 DEBUG = env.bool("DEBUG", default=False)
 
 # SITE_URL is the public host; workspaces live at <slug>.<its host>, on the same scheme and port.
@@ -21,15 +27,23 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[BASE_DOMAIN, f".{BASE_DOMAIN}
 # Hosts that serve the public schema (landing, sign-up, admin, API); any other host must be a
 # workspace Domain or it answers 404.
 PUBLIC_HOSTS = [BASE_DOMAIN, f"www.{BASE_DOMAIN}", "127.0.0.1"]
-_any_port = f":{SITE_PORT}" if SITE_PORT else ""
-CSRF_TRUSTED_ORIGINS = [
-    f"{SITE_SCHEME}://{BASE_DOMAIN}{_any_port}",
-    f"{SITE_SCHEME}://*.{BASE_DOMAIN}{_any_port}",
-]
+# CSRF: a form is accepted only from the exact origin of the host that serves it (Django's own
+# check: scheme + Host). No trusted origins beyond it: "*.<BASE_DOMAIN>" let a token posted from
+# any workspace's page through to every other workspace.
+CSRF_TRUSTED_ORIGINS: list[str] = []
 
 # Embedded servers this process may need to start (empty when both URLs are configured).
 EMBEDDED_SERVICES = embedded_services()
 REDIS_URL = redis_url()
+# Every Redis client gives up on a command after this many seconds instead of waiting forever (a
+# stalled Redis, a half-open connection after a failover): model calls answer 503 naming Redis,
+# /healthz turns red. Blocking reads (the channel layer's, Celery's) wait their own time plus this.
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=2.0)
+REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=2.0)
+REDIS_TIMEOUTS = {
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+}
 
 # --- apps: public schema (SHARED_APPS) and workspace schemas (TENANT_APPS) -------------------
 SHARED_APPS = [
@@ -57,6 +71,7 @@ SHARED_APPS = [
     "django_structlog",
     "django_celery_beat",
     "channels",
+    "csp",
 ]
 TENANT_APPS = [
     "apps.llm",
@@ -75,6 +90,7 @@ AUTH_USER_MODEL = "workspaces.User"
 MIDDLEWARE = [
     "apps.workspaces.middleware.WorkspaceHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -107,6 +123,26 @@ TEMPLATES = [
 
 ASGI_APPLICATION = "aisaas.asgi.application"
 
+# Content-Security-Policy on every page (django-csp; Django 6 has the same built in): scripts only
+# from our own static files (every script is a file; a template that needs an inline one gives it
+# nonce="{{ request.csp_nonce }}"), nothing framed, no plugins. Styles allow inline `style=`
+# attributes (templates use a few, and htmx injects its indicator style). 'self' covers the
+# same-host WebSocket (connect-src) in CSP3 browsers.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
 # --- data -----------------------------------------------------------------------------------
 DATABASES = {"default": env.db_url_config(database_url())}
 DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
@@ -118,25 +154,35 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        # Cache keys start with the schema name: no entry crosses workspaces.
-        "KEY_FUNCTION": "django_tenants.cache.make_key",
+        # Cache keys start with the schema name: no entry crosses workspaces (login rate limits
+        # excepted: they count per account and per address on every host).
+        "KEY_FUNCTION": "apps.common.tenancy.cache_key",
         "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
+        "OPTIONS": dict(REDIS_TIMEOUTS),
     }
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 # Unset: each host keeps its own session. In production set it to ".<BASE_DOMAIN>" to share
 # the login between the public host and workspace hosts.
 SESSION_COOKIE_DOMAIN = env.str("SESSION_COOKIE_DOMAIN", default="") or None
-CSRF_COOKIE_DOMAIN = SESSION_COOKIE_DOMAIN
+# The CSRF cookie stays per host even when the session is shared: with a domain cookie Django
+# also accepts a Referer from any host under it (HTTPS requests without an Origin header).
+CSRF_COOKIE_DOMAIN = None
 
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # No client read timeout: each consumer waits on Redis with a 5 s blocking read, and
-        # redis-py 8 reads with a 5 s timeout by default, so sockets were dropped (1011) every
-        # few seconds (django/channels_redis#422).
+        # Each consumer waits on Redis with a 5 s blocking read (channels_redis' brpop_timeout):
+        # the read timeout must outlast it, or idle sockets are dropped with 1011 every few
+        # seconds (django/channels_redis#422); without one, a stalled Redis hangs every socket.
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": 5 + REDIS_SOCKET_TIMEOUT,
+                    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                }
+            ],
             "prefix": "aisaas:channels",
         },
     }
@@ -145,6 +191,13 @@ CHANNEL_LAYERS = {
 # --- Celery (tenant-schemas-celery carries the sender's schema in every task) --------------
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
+# kombu's BRPOP waits 1 s; a publish or a read waits at most the Redis timeout on top of it.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_timeout": 1 + REDIS_SOCKET_TIMEOUT,
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+}
+CELERY_REDIS_SOCKET_TIMEOUT = REDIS_SOCKET_TIMEOUT
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = REDIS_CONNECT_TIMEOUT
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -157,7 +210,7 @@ CELERY_TASK_ACKS_LATE = True
 # resume it within seconds instead, and steps are idempotent, so a late redelivery finds
 # nothing to do.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = 3600
 AGENT_RUN_LEASE_SECONDS = env.int("AGENT_RUN_LEASE_SECONDS", default=15)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -166,6 +219,11 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "store-llm-call-records": {"task": "apps.traces.tasks.flush_call_records", "schedule": 2.0},
+    # After-call writes Redis refused (kept in the database): performed once it answers again.
+    "replay-after-call-writes": {
+        "task": "apps.llm.tasks.replay_after_call_writes",
+        "schedule": 10.0,
+    },
     "release-expired-llm-reservations": {
         "task": "apps.llm.tasks.release_expired_reservations",
         "schedule": 60.0,
@@ -192,6 +250,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.traces.tasks.apply_retention",
         "schedule": crontab(hour=3, minute=0),
     },
+    # /v1/responses answers kept for previous_response_id, deleted when their retention ends.
+    "expire-stored-responses": {
+        "task": "apps.llm.tasks.expire_stored_responses",
+        "schedule": crontab(hour=3, minute=30),
+    },
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -217,6 +280,9 @@ ACCOUNT_EMAIL_VERIFICATION = env.str("ACCOUNT_EMAIL_VERIFICATION", default="opti
 ACCOUNT_ADAPTER = "apps.workspaces.adapters.AccountAdapter"
 ACCOUNT_FORMS = {"signup": "apps.workspaces.forms.SignupForm"}
 ACCOUNT_LOGOUT_ON_GET = False
+# allauth's per-address limits (failed logins, sign-ups) read the client's address; behind N
+# reverse proxies that append to X-Forwarded-For, set this to N or every client is the proxy.
+ALLAUTH_TRUSTED_PROXY_COUNT = env.int("ALLAUTH_TRUSTED_PROXY_COUNT", default=0)
 ACCOUNT_SESSION_REMEMBER = True
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "home"

@@ -35,20 +35,24 @@ class AgentStep:
     frame: dict[str, Any]
 
 
-async def agent_completion(
-    request: Request, principal: Principal, body: Any, chat: ChatRequest, *, stream: StreamFn
-) -> None:
+async def agent_events(
+    principal: Principal, model: str, chat: ChatRequest
+) -> AsyncGenerator[Any, None]:
+    """The agent `model` names, run over the client's messages in `chat`: its events as the
+    API sends them (see `_events`). A refusal (unknown or paused agent, client tools) is the
+    API's 4xx."""
     api_key = principal.api_key
     turn = await in_db(
-        lambda: agent_turn(
-            workspace=api_key.workspace, api_key=api_key, model=body.model, request=chat
-        )
+        lambda: agent_turn(workspace=api_key.workspace, api_key=api_key, model=model, request=chat)
     )
-    events = _events(turn, principal)
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        await stream(request, events, body.model, include_usage=include_usage)
-        return
+    return _events(turn, principal)
+
+
+async def agent_reply(
+    events: AsyncGenerator[Any, None], model: str
+) -> tuple[ChatResponse, list[dict[str, Any]]]:
+    """The whole answer of an agent run (its text, the usage of every model call, the last
+    call's trace) and its tool steps, for a non-streaming request."""
     text: list[str] = []
     steps: list[dict[str, Any]] = []
     done: DoneEvent | None = None
@@ -68,7 +72,18 @@ async def agent_completion(
         await events.aclose()
     if done is None or done.response is None:
         raise wire.ApiError(502, "The agent ended without an answer.", type_="api_error")
-    reply = replace(done.response, text="".join(text), tool_calls=(), alias=body.model)
+    return replace(done.response, text="".join(text), tool_calls=(), alias=model), steps
+
+
+async def agent_completion(
+    request: Request, principal: Principal, body: Any, chat: ChatRequest, *, stream: StreamFn
+) -> None:
+    events = await agent_events(principal, body.model, chat)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        await stream(request, events, body.model, include_usage=include_usage)
+        return
+    reply, steps = await agent_reply(events, body.model)
     completion = wire.completion(reply, created=request.created)
     completion.setdefault("aisaas", {})["agent_steps"] = steps
     await request.json(200, completion)
@@ -86,7 +101,12 @@ async def _events(turn: AgentTurn, principal: Principal) -> AsyncGenerator[Any, 
     cost = 0
     last: ChatResponse | None = None
     loop = agent_loop(
-        scope=scope, request=turn.request, ctx=turn.ctx, tools=turn.tools, max_steps=turn.max_steps
+        scope=scope,
+        request=turn.request,
+        ctx=turn.ctx,
+        tools=turn.tools,
+        max_steps=turn.max_steps,
+        park=False,  # the client can't be resumed: the model says what waits for approval
     )
     try:
         async for event in loop:

@@ -15,16 +15,14 @@ and anything unexpected is a JSON 500 that names the request id, never an HTML p
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import structlog
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from apps.agents.completions import agent_slugs, is_agent_model
+from apps.agents.completions import is_agent_model
 from apps.llm.services import (
     DoneEvent,
     EmbedRequest,
@@ -34,12 +32,14 @@ from apps.llm.services import (
     ToolUseEvent,
     allm_chat,
     allm_embed,
+    embedding_model_for,
     llm_stream,
-    routing_table,
 )
 
-from . import wire
+from . import sse, wire
+from .admission import preflight, principal_for
 from .agents import AgentStep, agent_completion
+from .catalog import get_model, list_models, model_alias
 from .documents import (
     create_document,
     delete_document,
@@ -48,16 +48,14 @@ from .documents import (
     search_documents,
 )
 from .outcomes import create_outcome, get_outcome, list_outcomes
-from .principal import Principal, api_key_for, authenticate, in_db, request_counted
 from .request import ClientGone, Receive, Request, Scope, Send
+from .responses import create_response, delete_response, get_response
 from .routing import Router
+from .text_completions import text_completions
 
 log = structlog.get_logger(__name__)
 
 ASGIApp = Callable[..., Awaitable[None]]
-
-_authenticate = sync_to_async(authenticate, thread_sensitive=False)
-_api_key_for = sync_to_async(api_key_for, thread_sensitive=False)
 
 
 class OpenAIApi:
@@ -68,8 +66,13 @@ class OpenAIApi:
         self.router = Router(
             {
                 ("POST", "/v1/chat/completions"): chat_completions,
+                ("POST", "/v1/completions"): text_completions,
+                ("POST", "/v1/responses"): create_response,
+                ("GET", "/v1/responses/{response_id}"): get_response,
+                ("DELETE", "/v1/responses/{response_id}"): delete_response,
                 ("POST", "/v1/embeddings"): embeddings,
                 ("GET", "/v1/models"): list_models,
+                ("GET", "/v1/models/{model_id}"): get_model,
                 ("POST", "/v1/outcomes"): create_outcome,
                 ("GET", "/v1/outcomes"): list_outcomes,
                 ("GET", "/v1/outcomes/{outcome_id}"): get_outcome,
@@ -94,10 +97,18 @@ class OpenAIApi:
                     "base URL (the key names the workspace).",
                     code="wrong_host",
                 )
+            if scope["method"] == "OPTIONS":
+                methods = self.router.methods(scope["path"])
+                if methods:
+                    await preflight(request, methods)
+                    return
             route, request.path_params = self.router.resolve(scope["method"], scope["path"])
             await route(request)
         except wire.ApiError as exc:
             await request.json(exc.status, exc.body(), exc.headers)
+        except GatewayError as exc:  # one a route let through, e.g. Redis down (503)
+            error = wire.gateway_error(exc)
+            await request.json(error.status, error.body(), error.headers)
         except ClientGone:
             return
         except Exception:
@@ -119,12 +130,6 @@ def _public(scope: Scope) -> bool:
     return False
 
 
-async def _principal(request: Request, *, need: str, feature: str) -> Principal:
-    return await _authenticate(
-        request.headers.get("authorization", ""), need=need, feature=feature, request_id=request.id
-    )
-
-
 # --- endpoints ------------------------------------------------------------------------------
 
 
@@ -133,115 +138,81 @@ async def chat_completions(request: Request) -> None:
     payload = wire.parse_json(raw)
     model = payload.get("model") if isinstance(payload, dict) else None
     if isinstance(model, str) and is_agent_model(model):  # an agent: its loop, our tools
-        principal = await _principal(request, need="agents", feature="api.agent")
+        principal = await principal_for(request, need="agents", feature="api.agent")
         body = wire.chat_body(payload)
         chat = wire.chat_request(body, request_id=request.id)
         await agent_completion(request, principal, body, chat, stream=_stream)
         return
-    principal = await _principal(request, need="chat", feature="api.chat")
+    principal = await principal_for(request, need="chat", feature="api.chat")
     body = wire.chat_body(payload)
+    legacy = wire.uses_legacy_functions(body)
     chat = wire.chat_request(body, request_id=request.id)
+    chat = replace(chat, alias=await model_alias(principal, body.model))
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = llm_stream(scope=principal.scope, request=chat, clock=request.clock)
-        await _stream(request, events, chat.alias, include_usage=include_usage)
+        await _stream(request, events, body.model, include_usage=include_usage, legacy=legacy)
         return
     try:
         reply = await allm_chat(scope=principal.scope, request=chat, clock=request.clock)
     except GatewayError as exc:
         raise wire.gateway_error(exc) from None
-    await request.json(200, wire.completion(reply, created=request.created))
+    reply = replace(reply, alias=body.model)
+    await request.json(200, wire.completion(reply, created=request.created, legacy=legacy))
 
 
 async def _stream(
-    request: Request, events: AsyncIterator[Any], alias: str, *, include_usage: bool
+    request: Request,
+    events: AsyncIterator[Any],
+    model: str,
+    *,
+    include_usage: bool,
+    legacy: bool = False,
 ) -> None:
-    """SSE. Errors before the first event are plain JSON errors (the status still says what
-    went wrong); after it, an error chunk and no [DONE]. A client that disconnects cancels the
-    upstream stream, which settles exactly the tokens produced. An agent's tool steps go out
-    as `aisaas.agent_step` chunks."""
-    try:
-        first = await anext(events)
-    except GatewayError as exc:
-        await events.aclose()  # type: ignore[attr-defined]
-        raise wire.gateway_error(exc) from None
-    chunks = wire.Chunks(request_id=request.id, alias=alias, created=request.created)
+    """A chat completion as `chat.completion.chunk` events: after the first one, an error
+    is an error chunk and no [DONE]. Tool calls go out with their arguments in pieces; an
+    agent's tool steps as `aisaas.agent_step` chunks."""
+    chunks = wire.Chunks(request_id=request.id, alias=model, created=request.created, legacy=legacy)
 
-    async def pump() -> None:
-        await request.start(200, "text/event-stream", {"x-accel-buffering": "no"})
-        await _send_chunk(request, chunks.role())
-        async for event in _chain(first, events):
+    async def pump(stream: AsyncIterator[Any]) -> None:
+        await sse.start(request)
+        await sse.send(request, chunks.role())
+        async for event in stream:
             if isinstance(event, TokenEvent):
-                await _send_chunk(request, chunks.token(event.text))
+                await sse.send(request, chunks.token(event.text))
             elif isinstance(event, ToolUseEvent):
-                await _send_chunk(request, chunks.tool_use(event.call))
+                for chunk in chunks.tool_use(event.call):
+                    await sse.send(request, chunk)
             elif isinstance(event, AgentStep):
-                await _send_chunk(request, chunks.step(event.frame))
+                await sse.send(request, chunks.step(event.frame))
             elif isinstance(event, ErrorEvent):
                 error = wire.ApiError(502, event.message, type_="api_error", code=event.code)
-                await _send_chunk(request, error.body())
-                await request.write(b"", more=False)  # no [DONE]: the answer is incomplete
+                await sse.send(request, error.body())
+                await sse.end(request)
                 return
             elif isinstance(event, DoneEvent):
-                await _send_chunk(request, chunks.finish(event.reason))
+                await sse.send(request, chunks.finish(event.reason))
                 if include_usage:
-                    await _send_chunk(request, chunks.usage(event.response, event.usage))
-        await request.write(b"data: [DONE]\n\n", more=False)
+                    await sse.send(request, chunks.usage(event.response, event.usage))
+        await sse.done(request)
 
-    streaming = asyncio.ensure_future(pump())
-    disconnected = asyncio.ensure_future(_wait_for_disconnect(request))
-    try:
-        await asyncio.wait({streaming, disconnected}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (streaming, disconnected):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(streaming, disconnected, return_exceptions=True)
-        await events.aclose()  # type: ignore[attr-defined]
-    if streaming.done() and not streaming.cancelled() and streaming.exception() is not None:
-        log.error("api.stream_failed", request_id=request.id, exc_info=streaming.exception())
-
-
-async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    yield first
-    async for event in rest:
-        yield event
-
-
-async def _send_chunk(request: Request, payload: dict[str, Any]) -> None:
-    await request.write(b"data: " + json.dumps(payload).encode() + b"\n\n", more=True)
-
-
-async def _wait_for_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+    await sse.serve(request, events, pump)
 
 
 async def embeddings(request: Request) -> None:
     raw = await request.body()
-    principal = await _principal(request, need="embeddings", feature="api.embeddings")
+    principal = await principal_for(request, need="embeddings", feature="api.embeddings")
     body = wire.embedding_body(wire.parse_json(raw))
     inputs = wire.embed_inputs(body)
+    alias = await model_alias(principal, body.model)
     try:
-        reply = await allm_embed(
-            scope=principal.scope, request=EmbedRequest(alias=body.model, inputs=inputs)
-        )
+        dimensions = wire.embed_dimensions(body, embedding_model_for(principal.scope, alias))
+        reply = await allm_embed(scope=principal.scope, request=EmbedRequest(alias, inputs))
     except GatewayError as exc:
         raise wire.gateway_error(exc) from None
-    await request.json(200, wire.embeddings(reply, alias=body.model, encoding=body.encoding_format))
-
-
-async def list_models(request: Request) -> None:
-    api_key = await _api_key_for(request.headers.get("authorization", ""))
-    await request_counted(api_key)
-    kinds = []
-    if "chat" in api_key.scopes:
-        kinds.append("chat")
-    if "embeddings" in api_key.scopes:
-        kinds.append("embed")
-    table = routing_table()
-    aliases = sorted(a for kind in kinds for a in table.names(kind))
-    if "agents" in api_key.scopes:
-        slugs = await in_db(lambda: agent_slugs(workspace=api_key.workspace))
-        aliases += [f"agent:{slug}" for slug in slugs]
-    await request.json(200, wire.models(aliases))
+    await request.json(
+        200,
+        wire.embeddings(
+            reply, alias=body.model, encoding=body.encoding_format, dimensions=dimensions
+        ),
+    )

@@ -4,7 +4,7 @@ list, read and delete them, and search their chunks. Keys need the `documents` s
 Every call runs in the key's workspace schema (`tenant_context`): an id names a document of
 that workspace only, so another workspace's document is "not found", never "forbidden", and a
 search cannot reach another workspace's chunks. Each route calls one rag service or selector.
-Requests are counted against the key's per-minute rate limit on their own (`api_key_counted`);
+Requests are counted against the key's per-minute rate limit on their own (`admission.principal_for`);
 a search's embedding call is metered and budgeted like any model call.
 
 An upload's body is capped by the workspace's plan (its largest document, plus room for the
@@ -30,7 +30,8 @@ from apps.rag.selectors import access_collection, access_document, document_limi
 from apps.workspaces.models import ApiKey
 
 from . import wire
-from .principal import api_key_counted, in_db
+from .admission import principal_for
+from .principal import in_db
 from .request import Request
 from .schemas import DocumentFromText
 
@@ -42,7 +43,8 @@ UPLOAD_OVERHEAD_BYTES = 64 * 1024
 
 
 async def _api_key(request: Request) -> ApiKey:
-    return await api_key_counted(request.headers.get("authorization", ""), need=SCOPE)
+    principal = await principal_for(request, need=SCOPE, feature="api.documents", counted=True)
+    return principal.api_key
 
 
 async def _in_workspace(

@@ -5,7 +5,7 @@ Recording goes through the billing service (idempotent per workspace and `extern
 this request created the outcome, 200 when it was recorded before with the same kind and price,
 409 when with another). Every read is filtered by the key's workspace: another workspace's
 outcome is "not found", never "forbidden". No model is called, so each request is counted against
-the key's per-minute rate limit on its own (`request_counted`), as /v1/models does.
+the key's per-minute rate limit on its own (`admission.principal_for`), as /v1/models does.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from django.http import Http404
 from apps.billing.models import Outcome
 from apps.billing.outcomes import outcome_record_or_get
 from apps.billing.selectors import access_outcome, outcome_page
+from apps.traces.selectors import trace_id_check
 from apps.workspaces.models import ApiKey
 
 from . import wire
-from .principal import api_key_counted, in_db
+from .admission import principal_for
+from .principal import in_db
 from .request import Request
 
 SCOPE = "outcomes"
@@ -27,7 +29,8 @@ _PARAMS = {"price_micros": "price_usd"}
 
 
 async def _api_key(request: Request) -> ApiKey:
-    return await api_key_counted(request.headers.get("authorization", ""), need=SCOPE)
+    principal = await principal_for(request, need=SCOPE, feature="api.outcomes", counted=True)
+    return principal.api_key
 
 
 async def create_outcome(request: Request) -> None:
@@ -35,17 +38,19 @@ async def create_outcome(request: Request) -> None:
     api_key = await _api_key(request)
     body = wire.outcome_body(wire.parse_json(raw, exact_numbers=True))
     price_micros = wire.outcome_price_micros(body)
-    outcome, created = await in_db(
-        lambda: outcome_record_or_get(
+
+    def record() -> tuple[Outcome, bool]:
+        trace_id_check(workspace=api_key.workspace, trace_id=body.trace_id)
+        return outcome_record_or_get(
             workspace=api_key.workspace,
             kind=body.kind,
             price_micros=price_micros,
             external_id=body.external_id,
             trace_id=body.trace_id,
             run_id=body.run_id or "",
-        ),
-        params=_PARAMS,
-    )
+        )
+
+    outcome, created = await in_db(record, params=_PARAMS)
     await request.json(201 if created else 200, wire.outcome(outcome))
 
 

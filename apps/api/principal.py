@@ -26,6 +26,7 @@ from apps.llm.services import (
     BudgetExceededError,
     CallScope,
     Scope,
+    ServiceUnavailableError,
     allm_count,
     call_scope_for,
 )
@@ -95,12 +96,12 @@ def api_key_for(authorization: str) -> ApiKey:
     return api_key
 
 
-def api_key_allowed(authorization: str, *, need: str) -> ApiKey:
-    """The caller's key, checked (known, not revoked, not expired, allowed `need`), its use
-    recorded at most once a minute. Raises ApiError (401/403)."""
+def api_key_allowed(authorization: str, *, need: str | None) -> ApiKey:
+    """The caller's key, checked (known, not revoked, not expired, allowed `need` unless
+    None), its use recorded at most once a minute. Raises ApiError (401/403)."""
     api_key = api_key_for(authorization)
     now = timezone.now()
-    if need not in (api_key.scopes or ()):
+    if need is not None and need not in (api_key.scopes or ()):
         raise ApiError(
             403,
             f"The API key {api_key.prefix}… may not use {need}; its scopes are: "
@@ -113,7 +114,9 @@ def api_key_allowed(authorization: str, *, need: str) -> ApiKey:
     return api_key
 
 
-def authenticate(authorization: str, *, need: str, feature: str, request_id: str) -> Principal:
+def authenticate(
+    authorization: str, *, need: str | None, feature: str, request_id: str
+) -> Principal:
     """The caller's key, checked as `api_key_allowed` does, and the gateway scope of its call.
     Raises ApiError (401/403)."""
     api_key = api_key_allowed(authorization, need=need)
@@ -152,7 +155,7 @@ async def request_counted(api_key: ApiKey) -> None:
     call counts it in its gateway reservation). Raises ApiError 429 past the limit."""
     try:
         await allm_count(rate_scope(api_key, schema=api_key.workspace.schema_name))
-    except BudgetExceededError as exc:
+    except (BudgetExceededError, ServiceUnavailableError) as exc:  # 429, or 503 naming Redis
         raise gateway_error(exc) from None
 
 

@@ -35,6 +35,9 @@ class Request:
         self.clock = ProviderClock()
         self.created = int(time.time())
         self.path_params: dict[str, str] = {}  # set by the router
+        # Headers every answer to this request carries once the key is known: rate limits,
+        # and CORS for an origin the key allows (admission.py).
+        self.extra_headers: dict[str, str] = {}
 
     def overhead_ms(self) -> str:
         return f"{(time.perf_counter() - self.started) * 1000 - self.clock.ms:.3f}"
@@ -73,6 +76,7 @@ class Request:
             "x-request-id": self.id,
             "x-aisaas-overhead-ms": self.overhead_ms(),
             "cache-control": "no-store",
+            **self.extra_headers,
             **(extra or {}),
         }
         await self._send(

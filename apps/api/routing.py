@@ -35,6 +35,14 @@ class Router:
         self._exact = {(m, p): r for (m, p), r in routes.items() if "{" not in p}
         self._templates = [(m, _segments(p), r) for (m, p), r in routes.items() if "{" in p]
 
+    def methods(self, path: str) -> list[str]:
+        """The methods `path` answers (none: an unknown path)."""
+        exact = [m for (m, p) in self._exact if p == path.rstrip("/")]
+        if exact:
+            return sorted(exact)
+        segments = _segments(path)
+        return sorted({m for m, t, _ in self._templates if _match(t, segments) is not None})
+
     def resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """The route for `method path` and its path parameters; raises ApiError 404 or 405."""
         route = self._exact.get((method, path.rstrip("/")))

@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import IntegrityError
 
 from apps.common.outbox import LeasedOutbox
+from apps.common.redis_clients import redis_sync_client
 from apps.llm.services import CallRecord, CreditHash, credit_charge
 
 from .ledger import Posting, balance_get, ledger_post
@@ -118,7 +119,7 @@ class CallDebit:
 
 
 def _sync_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
+    return redis_sync_client()
 
 
 def _outbox(client: redis.Redis, lease: float = LEASE_SECONDS) -> LeasedOutbox:

@@ -7,13 +7,16 @@ workspace data enters the scope's schema itself (`in_workspace_schema`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django_tenants.utils import get_public_schema_name, schema_context
+
+from .jsonlimits import JsonTooDeepError, json_depth_check
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -43,8 +46,9 @@ async def deny(send: Callable[..., Awaitable[Any]]) -> None:
 
 
 class SameOriginValidator:
-    """Refuse a WebSocket whose Origin is not the host it connects to (no cross-workspace or
-    third-party page may open a socket with the user's cookies)."""
+    """Refuse a WebSocket whose Origin is not exactly the origin of the host it connects to:
+    the site's scheme (SITE_URL) and that Host (no cross-workspace, third-party or plain-http
+    page may open a socket with the user's cookies)."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -53,12 +57,41 @@ class SameOriginValidator:
         if scope["type"] == "websocket":
             origin = header(scope, b"origin")
             host = header(scope, b"host")
-            origin_host = urlsplit(origin).netloc.lower() if origin else ""
-            if not origin or not host or origin_host != host.lower():
+            expected = f"{settings.SITE_SCHEME}://{host}".lower() if host else None
+            if not origin or origin.lower().rstrip("/") != expected:
                 await receive()  # the connect event
                 await deny(send)
                 return
         await self.app(scope, receive, send)
+
+
+class JsonDepthGuard:
+    """Answer a socket frame nested deeper than MAX_JSON_DEPTH with an error event, before any
+    consumer parses it (a 100,000-deep frame overflowed the chat consumer's parser, and the
+    socket closed with 1011). The socket stays open."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        async def guarded() -> dict[str, Any]:
+            while True:
+                event: dict[str, Any] = await receive()
+                if event["type"] != "websocket.receive":
+                    return event
+                try:
+                    json_depth_check(event.get("text") or event.get("bytes") or "")
+                except JsonTooDeepError as exc:
+                    error = {"type": "error", "message": str(exc), "retryable": False}
+                    await send({"type": "websocket.send", "text": json.dumps(error)})
+                    continue
+                return event
+
+        await self.app(scope, guarded, send)
 
 
 def in_workspace_schema(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:

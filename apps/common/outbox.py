@@ -10,14 +10,28 @@ once (a failure the consumer saw: the next run retries without waiting out the l
 
 Items are compared by value in the processing set: two identical items are one. Every queue
 here carries a unique id per item (a call id), so that never merges two items.
+
+The database outbox (`db_outbox_put` / `db_outbox_drain`) is where a write goes when Redis
+itself refuses it (the gateway's after-call writes: a dropped or stalled connection after the
+provider answered): a row per write, performed by its drain once Redis answers, then deleted.
+The drain holds the rows it works on locked (`SKIP LOCKED`), so two drains never take one row;
+a drain killed after the write but before the delete performs it again, so writes kept here
+must be idempotent too.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis
+import structlog
+from django.db import transaction
+
+from .models import OutboxEntry
+
+log = structlog.get_logger(__name__)
 
 # Claim up to ARGV[3] items: first those whose lease ended (a consumer died holding them), then
 # fresh ones from the list; every claimed item gets the lease deadline ARGV[2].
@@ -98,3 +112,36 @@ class LeasedOutbox:
             pipe.zcard(self.processing_key)
             queued, claimed = pipe.execute()
         return int(queued), int(claimed)
+
+
+def db_outbox_put(*, kind: str, payload: dict[str, Any]) -> None:
+    """Keep one write of `kind` (its JSON payload) for its drain."""
+    OutboxEntry.objects.create(kind=kind, payload=payload)
+
+
+def db_outbox_drain(
+    *, kind: str, perform: Callable[[dict[str, Any]], None], batch: int = 100
+) -> int:
+    """Perform the kept writes of `kind`, oldest first, deleting each once performed; return
+    how many were. Stops at the first failure, leaving it and the rest for the next run (the
+    service they need is likely still down); the error is logged, not raised."""
+    done = 0
+    while True:
+        with transaction.atomic():
+            entries = list(
+                OutboxEntry.objects.select_for_update(skip_locked=True)
+                .filter(kind=kind)
+                .order_by("id")[:batch]
+            )
+            for entry in entries:
+                try:
+                    perform(entry.payload)
+                except Exception as exc:
+                    log.warning(
+                        "db_outbox.write_failed", kind=kind, entry=entry.pk, error=repr(exc)
+                    )
+                    return done
+                entry.delete()
+                done += 1
+        if len(entries) < batch:
+            return done

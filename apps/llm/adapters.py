@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import os
 import threading
 import weakref
@@ -19,12 +20,16 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
 from django.conf import settings
+
+from apps.common.outbox import db_outbox_drain, db_outbox_put
 
 from .config import nominal_rate
 from .core.budget import BudgetStore
 from .core.cache import ExactCache
 from .core.gateway import Gateway, GatewaySettings
+from .core.gateway.durable import KeptWrite
 from .core.redis_batching import BatchingRedis
 from .core.resilience import CircuitBreaker
 from .ports import ports
@@ -41,7 +46,34 @@ _gateways_lock = threading.Lock()
 
 def redis_client() -> aioredis.Redis:
     """The gateway's client: commands of stages that run together share a round trip."""
-    return BatchingRedis.from_url(settings.REDIS_URL)
+    return BatchingRedis.from_url(settings.REDIS_URL, **settings.REDIS_TIMEOUTS)
+
+
+# The database outbox kind of after-call writes Redis refused (the gateway's durable writes).
+AFTER_CALL_OUTBOX = "llm.after_call"
+
+
+class DatabaseOutbox:
+    """The gateway's fallback outbox: an after-call write Redis refused becomes a row in the
+    database (apps/common/outbox.py), performed by `after_call_writes_replay`."""
+
+    async def keep(self, write: KeptWrite) -> None:
+        # Through JSON: the record's trace is plain data, and anything else is kept as text.
+        payload = json.loads(json.dumps(write.to_json(), default=str))
+        await sync_to_async(db_outbox_put, thread_sensitive=False)(
+            kind=AFTER_CALL_OUTBOX, payload=payload
+        )
+
+
+async def _replay(payload: dict[str, Any]) -> None:
+    await gateway().durable.replay(KeptWrite.from_json(payload))
+
+
+def after_call_writes_replay() -> int:
+    """Perform the after-call writes kept in the database, oldest first; return how many."""
+    return db_outbox_drain(
+        kind=AFTER_CALL_OUTBOX, perform=lambda payload: run_sync(_replay(payload))
+    )
 
 
 def gateway() -> Gateway:
@@ -60,6 +92,7 @@ def gateway() -> Gateway:
                 cache=ExactCache(client),
                 sink=ports.sink(client),
                 debit=ports.debit(client),
+                outbox=DatabaseOutbox(),
                 breaker=BREAKER,
                 settings=GatewaySettings(
                     reservation_ttl=settings.LLM_RESERVATION_TTL, nominal_rate=nominal_rate()

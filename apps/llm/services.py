@@ -10,11 +10,14 @@ builder are re-exported here, so the modules behind it can move freely; the impo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+
+from redis.exceptions import RedisError
 
 from apps.workspaces.models import User, Workspace
 
-from .adapters import gateway, run_sync
+from .adapters import after_call_writes_replay, gateway, run_sync
 from .config import call_scope_for, limits_for, platform_providers, routing_table
 from .core.budget import Scope, ScopeUsage
 from .core.call import ProviderClock
@@ -36,11 +39,13 @@ from .core.errors import (
     InvalidRequestError,
     ProviderError,
     ProviderUnavailableError,
+    ServiceUnavailableError,
     StructuredOutputError,
     UnknownAliasError,
 )
+from .core.gateway.stages import REDIS_PART
 from .core.routing import LOCAL
-from .core.tokens import count_tokens
+from .core.tokens import count_tokens, decode_tokens, token_pieces
 from .core.types import (
     ChatRequest,
     ChatResponse,
@@ -61,7 +66,14 @@ from .core.types import (
     Usage,
 )
 from .ports import PlanLimits
+from .stored_responses import (
+    access_stored_response,
+    all_workspaces_stored_responses_expire,
+    stored_response_delete,
+    stored_response_save,
+)
 from .structured import parse_response, response_format_for
+from .synonyms import model_resolve, model_synonym_delete, model_synonym_set, model_synonyms
 
 __all__ = [
     "CREDIT_BALANCE",
@@ -89,6 +101,7 @@ __all__ = [
     "ResponseFormat",
     "Scope",
     "ScopeUsage",
+    "ServiceUnavailableError",
     "StatusEvent",
     "StreamEvent",
     "StructuredOutputError",
@@ -100,26 +113,49 @@ __all__ = [
     "ToolUseEvent",
     "UnknownAliasError",
     "Usage",
+    "access_stored_response",
     "alias_is_offline",
     "alias_names",
+    "all_workspaces_stored_responses_expire",
     "allm_chat",
     "allm_count",
     "allm_embed",
+    "allm_scope_usage",
     "call_scope_for",
     "count_tokens",
     "credit_charge",
+    "daily_scopes",
+    "decode_tokens",
+    "embedding_model_for",
     "limits_for",
+    "llm_after_call_replay",
     "llm_budget_usage",
     "llm_chat",
     "llm_credit_usage",
     "llm_embed",
     "llm_reservations_janitor",
     "llm_stream",
+    "model_resolve",
+    "model_synonym_delete",
+    "model_synonym_set",
+    "model_synonyms",
     "parse_response",
     "response_format_for",
     "routing_table",
     "run_sync",
+    "stored_response_delete",
+    "stored_response_save",
+    "token_pieces",
 ]
+
+
+@asynccontextmanager
+async def _redis_answers() -> AsyncIterator[None]:
+    """Redis failing or timing out in the block is the gateway's 503 naming it."""
+    try:
+        yield
+    except RedisError as exc:
+        raise ServiceUnavailableError(REDIS_PART) from exc
 
 
 def alias_names(kind: str | None = None) -> list[str]:
@@ -200,8 +236,23 @@ async def allm_count(scope: Scope) -> None:
     endpoints that call no model; a call counts it in its own reservation). Atomic like a
     call's reservation; raises BudgetExceededError when the limit is reached."""
     store = gateway().budget
-    reservation = await store.reserve([scope], ttl=max(scope.ttl, 60))
-    await store.settle(reservation, {scope.name: scope.amount})
+    async with _redis_answers():
+        reservation = await store.reserve([scope], ttl=max(scope.ttl, 60))
+        await store.settle(reservation, {scope.name: scope.amount})
+
+
+async def allm_scope_usage(scopes: list[Scope]) -> list[ScopeUsage]:
+    """Used / reserved / limit of `scopes` now, in one Redis round trip (rate-limit headers)."""
+    async with _redis_answers():
+        return await gateway().budget.usage(scopes)
+
+
+def embedding_model_for(scope: CallScope, alias: str) -> str:
+    """The model that answers embedding `alias` for this caller (the gateway resolves it the
+    same way: configured providers first, else the offline model). Raises GatewayError for an
+    unknown alias or a chat alias."""
+    routes = scope.routing.resolve(alias, configured=frozenset(scope.providers), kind="embed")
+    return routes.primary.model
 
 
 async def _usage(scope: CallScope) -> list[ScopeUsage]:
@@ -257,3 +308,9 @@ async def _janitor() -> int:
 def llm_reservations_janitor() -> int:
     """Release reservations whose caller died (beat runs this every minute)."""
     return run_sync(_janitor())
+
+
+def llm_after_call_replay() -> int:
+    """Perform the after-call writes (settle, debit, record) Redis refused when their call
+    ended and the database kept; beat runs this every 10 s. Returns how many were performed."""
+    return after_call_writes_replay()

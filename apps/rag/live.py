@@ -14,13 +14,33 @@ from django.db import transaction
 from apps.common.tenancy import current_schema
 from apps.workspaces.consumers import schema_group
 
+from .models import EmbeddingIndex
+
 log = structlog.get_logger(__name__)
 
 
 def document_changed(document_id: int, **fields: Any) -> None:
     """After the commit, send {"type": "document", "id", <fields>} to the workspace's members."""
+    _send({"type": "document", "id": document_id, **fields}, document_id=document_id)
+
+
+def embedding_index_changed(index: EmbeddingIndex) -> None:
+    """After the commit, send the embedding switch's state and progress to the members:
+    {"type": "embedding_index", "status", "model", "target", "done", "total", "error"}."""
+    payload = {
+        "type": "embedding_index",
+        "status": index.status,
+        "model": index.model,
+        "target": index.target_model,
+        "done": index.done,
+        "total": index.total,
+        "error": index.error,
+    }
+    _send(payload, document_id=None)
+
+
+def _send(payload: dict[str, Any], *, document_id: int | None) -> None:
     group = schema_group(current_schema())
-    payload = {"type": "document", "id": document_id, **fields}
 
     def send() -> None:
         layer = get_channel_layer()

@@ -108,6 +108,11 @@ class Chunk(models.Model):
     embedding_model = models.CharField(max_length=100, blank=True)
     dims = models.PositiveSmallIntegerField(null=True, blank=True)
     vector = VectorField(null=True, blank=True)
+    # While the workspace switches models (apps/rag/reembed.py): the vector of the model being
+    # switched to. Search reads `vector` until every chunk has one, then they swap at once.
+    next_model = models.CharField(max_length=100, blank=True, db_default="")  # raw COPY too
+    next_dims = models.PositiveSmallIntegerField(null=True, blank=True)
+    next_vector = VectorField(null=True, blank=True)
 
     class Meta:
         ordering: ClassVar[list[str]] = ["document", "ordinal"]
@@ -161,3 +166,42 @@ class LexicalStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chunks} chunks, {self.tokens} terms"
+
+
+class TermDF(models.Model):
+    """A term's document frequency: how many chunks hold it. Kept by rag_term's statement
+    trigger (migration 0005) with the corpus statistics, so a search reads df here instead of
+    counting every posting of its terms."""
+
+    term = models.TextField(primary_key=True)
+    df = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.term}: {self.df}"
+
+
+class EmbeddingIndex(models.Model):
+    """The schema's embedding model for documents, one row (id 1): the route (provider and
+    model) that made the searchable vectors, so a query and a new document are embedded by
+    that same model whatever the `embed` alias answers with now; and, while a switch runs
+    (apps/rag/reembed.py), the route switched to and its progress. Recorded when the first
+    document is embedded."""
+
+    class Status(models.TextChoices):
+        IDLE = "idle"
+        SWITCHING = "switching"
+        FAILED = "failed"  # the switch stopped (the model failed, no budget): start it again
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    provider = models.CharField(max_length=50, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    target_provider = models.CharField(max_length=50, blank=True)
+    target_model = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.IDLE)
+    done = models.PositiveIntegerField(default=0)  # chunks holding the target's vector
+    total = models.PositiveIntegerField(default=0)  # chunks to switch
+    error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.model} ({self.status})"

@@ -4,7 +4,8 @@
 Every query runs in the workspace's own schema, entered here from the `workspace` argument:
 chunks, postings, corpus statistics and HNSW indexes are per schema, so a search cannot see
 another workspace's rows (no cross-schema query, no post-filter). The query's embedding goes
-through the gateway's `embed` alias, metered and budgeted like any call.
+through the gateway's `embed` alias, metered and budgeted like any call, pinned to the model
+of the schema's vectors while the alias may answer with another (apps/rag/embedder.py).
 
 Fusion: each leg returns its CANDIDATES best chunks; RRF sums 1 / (RRF_K + rank), convex sums
 min-max-normalised scores weighted by DENSE_WEIGHT. Defaults chosen on SciFact's train qrels
@@ -22,9 +23,10 @@ from django.db import connection, transaction
 from django_tenants.utils import schema_context
 
 from apps.common.errors import ApplicationError
-from apps.llm.services import Actor, GatewayError, llm_embed
+from apps.llm.services import Actor, GatewayError
 from apps.workspaces.models import User, Workspace
 
+from .embedder import embed_texts, index_route
 from .lexical import Scored, bm25_search
 from .models import Chunk, Document
 
@@ -128,12 +130,15 @@ def _clean_query(query: str) -> str:
 def embed_query(
     workspace: Workspace, query: str, *, actor: Actor | None = None, user: User | None = None
 ) -> tuple[str, list[float]]:
-    """The query's vector through the gateway's `embed` alias, and the model that made it."""
-    reply = llm_embed(
+    """The query's vector through the gateway's `embed` alias, pinned to the model of the
+    schema's searched vectors (apps/rag/embedder.py), and that model. Call it in the
+    workspace's schema."""
+    reply = embed_texts(
         workspace=workspace,
-        actor=actor or Actor("system", "rag"),
-        feature=SEARCH_FEATURE,
         inputs=(query,),
+        feature=SEARCH_FEATURE,
+        route=index_route(),
+        actor=actor,
         user=user,
     )
     return reply.model, [float(x) for x in reply.vectors[0]]

@@ -12,7 +12,7 @@ from django.http import Http404
 from apps.billing.plans import DocumentLimits, plan_document_limits
 from apps.workspaces.models import Membership, User, Workspace
 
-from .models import Chunk, Collection, Document
+from .models import Chunk, Collection, Document, EmbeddingIndex
 
 IN_PROGRESS = frozenset(
     {
@@ -120,3 +120,9 @@ def document_can_delete(*, document: Document, membership: Membership) -> bool:
 
 def document_is_indexing(document: Document) -> bool:
     return document.status in IN_PROGRESS
+
+
+def embedding_index_get() -> EmbeddingIndex | None:
+    """The current schema's embedding model and switch (None before any document was
+    embedded)."""
+    return EmbeddingIndex.objects.filter(pk=1).first()

@@ -5,7 +5,8 @@ URL document's page. What may come in, and the plan's limits, are checked in `in
 
 Indexing is resumable. Parsing and chunking write every chunk of the document in one
 transaction, without vectors; embedding then fills vectors batch by batch through the
-gateway's `embed` alias (metered, budgeted and billed like any call). A worker killed midway
+gateway's `embed` alias (metered, budgeted and billed like any call), pinned to the model of
+the schema's searched vectors (apps/rag/embedder.py; switched by apps/rag/reembed.py). A worker killed midway
 leaves chunks without vectors, and the next run (Celery redelivers: acks_late) embeds only
 those — no chunk is written twice. A workspace out of credit or budget gets its document
 paused with the reason, never a half-embedded document shown as ready. Re-indexing keeps the
@@ -21,14 +22,15 @@ from typing import Any
 import structlog
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from apps.billing.plans import DocumentLimits
 from apps.common.errors import ApplicationError
-from apps.llm.services import Actor, BudgetExceededError, GatewayError, count_tokens, llm_embed
+from apps.llm.services import Actor, BudgetExceededError, GatewayError, count_tokens
 from apps.workspaces.models import User, Workspace
 from apps.workspaces.selectors import workspace_current
 
+from .embedder import embed_texts, index_route, index_start
 from .ingest.chunk import chunk_document
 from .ingest.parse import ParseError, parse_document
 from .intake import (
@@ -223,7 +225,13 @@ def _rechunk(document: Document) -> int:
         kept = {
             c.content_hash: c
             for c in Chunk.objects.filter(document=document, vector__isnull=False).only(
-                "content_hash", "vector", "dims", "embedding_model"
+                "content_hash",
+                "vector",
+                "dims",
+                "embedding_model",
+                "next_vector",
+                "next_dims",
+                "next_model",
             )
         }
         Chunk.objects.filter(document=document).delete()
@@ -246,6 +254,9 @@ def _rechunk(document: Document) -> int:
                     embedding_model=old.embedding_model if old else "",
                     dims=old.dims if old else None,
                     vector=old.vector if old else None,
+                    next_model=old.next_model if old else "",
+                    next_dims=old.next_dims if old else None,
+                    next_vector=old.next_vector if old else None,
                 )
             )
         Chunk.objects.bulk_create(rows)
@@ -255,9 +266,11 @@ def _rechunk(document: Document) -> int:
 
 
 def _embed(workspace: Workspace, document: Document, *, reused: int) -> IndexResult:
+    """Embed the chunks still without a vector with the schema's recorded model (the one
+    search uses; apps/rag/embedder.py), then mark the document ready."""
     actor = Actor("system", "rag")
     embedded = 0
-    model = ""
+    index_start(workspace)
     while True:
         todo = list(
             Chunk.objects.filter(document=document, vector__isnull=True)
@@ -265,15 +278,19 @@ def _embed(workspace: Workspace, document: Document, *, reused: int) -> IndexRes
             .values_list("pk", "embed_text")[: settings.RAG_EMBED_BATCH]
         )
         if not todo:
-            if model and _drop_other_models(document, model):
-                continue  # kept vectors of another model: never mix models in one index
+            finished = _finish(document)
+            if finished is None:
+                continue  # vectors of another model (kept, or from before a switch): redo
+            if not finished:
+                return IndexResult(status="gone", embedded=embedded, reused=reused)
             break
         try:
-            reply = llm_embed(
+            reply = embed_texts(
                 workspace=workspace,
-                actor=actor,
-                feature=EMBED_FEATURE,
                 inputs=tuple(text for _, text in todo),
+                feature=EMBED_FEATURE,
+                route=index_route(),
+                actor=actor,
                 request_id=f"rag-{document.pk}-{todo[0][0]}",
             )
         except BudgetExceededError as exc:
@@ -284,21 +301,33 @@ def _embed(workspace: Workspace, document: Document, *, reused: int) -> IndexRes
             reason = f"The embedding model failed: {exc.message} Re-index to try again."
             _set_status(document.pk, Status.FAILED, error=reason)
             return IndexResult(status=Status.FAILED, embedded=embedded, reused=reused)
-        model = reply.model
         embeddings = [
-            Chunk(pk=pk, vector=list(vector), dims=len(vector), embedding_model=model)
+            Chunk(pk=pk, vector=list(vector), dims=len(vector), embedding_model=reply.model)
             for (pk, _), vector in zip(todo, reply.vectors, strict=True)
         ]
         # One UPDATE per batch; rows of a document deleted meanwhile are simply not there.
         Chunk.objects.bulk_update(embeddings, ["vector", "dims", "embedding_model"])
         embedded += len(todo)
-    if not model:  # every vector was kept from before
-        found = Chunk.objects.filter(document=document).values_list("embedding_model", flat=True)
-        model = found.first() or ""
-    if not _set_status(document.pk, Status.READY, error="", embedding_model=model):
-        return IndexResult(status="gone", embedded=embedded, reused=reused)
     log.info("rag.document_ready", document_id=document.pk, embedded=embedded, reused=reused)
     return IndexResult(status=Status.READY, embedded=embedded, reused=reused)
+
+
+def _finish(document: Document) -> bool | None:
+    """Mark the document ready if every vector is the recorded model's: True, or False when
+    the document is gone; None after forgetting vectors of another model. The index row is
+    read under a share lock, so a model switch (which holds it for update) happens wholly
+    before or after: a document never turns ready with the old model's vectors after it."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT model FROM rag_embeddingindex WHERE id = 1 FOR SHARE")
+            row = cursor.fetchone()
+        model = row[0] if row else ""
+        if not model:  # every vector was kept from before the row existed
+            found = Chunk.objects.filter(document=document).exclude(embedding_model="")
+            model = found.values_list("embedding_model", flat=True).first() or ""
+        if model and _drop_other_models(document, model):
+            return None
+        return bool(_set_status(document.pk, Status.READY, error="", embedding_model=model))
 
 
 def _drop_other_models(document: Document, model: str) -> int:

@@ -47,6 +47,7 @@ from .selectors import (
     document_limits,
     document_list,
     document_rows,
+    embedding_index_get,
 )
 
 DOCUMENTS_PAGE_SIZE = 50
@@ -74,6 +75,7 @@ def documents_page(
     context: dict[str, Any] = {
         "page": page,
         "rows": document_rows(page.object_list),
+        "embedding_index": embedding_index_get(),
     }
     if _is_target(request, TABLE_TARGET):
         return render(request, "rag/_documents_table.html", context)

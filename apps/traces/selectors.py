@@ -6,7 +6,7 @@ import uuid
 
 from django.db.models import QuerySet
 
-from apps.common.errors import NotFoundError
+from apps.common.errors import ApplicationError, NotFoundError
 from apps.workspaces.models import Workspace
 
 from .models import LlmCallLog, LlmTrace
@@ -18,6 +18,16 @@ def call_log_list(*, workspace: Workspace, feature: str | None = None) -> QueryS
     if feature is not None:
         calls = calls.filter(feature=feature)
     return calls.order_by("-created_at")
+
+
+def trace_id_check(*, workspace: Workspace, trace_id: uuid.UUID | None) -> None:
+    """Refuse a trace id that names another workspace's call (an outcome, say, must not point
+    at a foreign trace). One not stored yet passes: records land seconds after their call."""
+    if (
+        trace_id is not None
+        and LlmCallLog.objects.filter(trace_id=trace_id).exclude(workspace=workspace).exists()
+    ):
+        raise ApplicationError("No call of this workspace has this trace_id.", field="trace_id")
 
 
 def access_trace(*, workspace: Workspace, trace_id: str | uuid.UUID) -> LlmTrace:

@@ -19,10 +19,10 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 import structlog
-from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 
 from apps.common.outbox import LeasedOutbox
+from apps.common.redis_clients import redis_sync_client
 from apps.llm.services import CallRecord
 from apps.workspaces.models import Workspace
 
@@ -58,7 +58,7 @@ def _encode(record: CallRecord) -> str:
 
 
 def _sync_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
+    return redis_sync_client()
 
 
 def _rows(data: dict[str, Any]) -> tuple[LlmCallLog, LlmTrace]:

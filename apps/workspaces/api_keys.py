@@ -104,6 +104,51 @@ def _check_rate_limit(rate_limit: int | None) -> None:
         )
 
 
+_ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$")
+API_KEY_MAX_ORIGINS = 20
+
+
+def origins_normalised(origins: Collection[str]) -> list[str]:
+    """Browser origins as browsers send them (`https://app.example.com[:port]`, lowercase, no
+    path or trailing slash), without duplicates; ApplicationError naming a malformed one."""
+    if isinstance(origins, str):
+        origins = [origins]
+    clean: list[str] = []
+    for origin in origins:
+        value = origin.strip().lower().rstrip("/")
+        if not _ORIGIN.match(value):
+            raise ApplicationError(
+                f"“{origin}” is not a browser origin: write scheme and host, e.g. "
+                "https://app.example.com (a port if not the default; no path).",
+                field="allowed_origins",
+            )
+        if value not in clean:
+            clean.append(value)
+    if len(clean) > API_KEY_MAX_ORIGINS:
+        raise ApplicationError(
+            f"A key allows at most {API_KEY_MAX_ORIGINS} origins.", field="allowed_origins"
+        )
+    return clean
+
+
+def api_key_set_origins(*, api_key: ApiKey, origins: Collection[str]) -> ApiKey:
+    """Replace the browser origins allowed to use `api_key` (empty: none, the default)."""
+    api_key.allowed_origins = origins_normalised(origins)
+    api_key.save(update_fields=["allowed_origins", "updated_at"])
+    log.info("api_key.origins_set", prefix=api_key.prefix, origins=api_key.allowed_origins)
+    return api_key
+
+
+def api_key_origin_known(*, origin: str) -> bool:
+    """Whether some active key allows `origin` (a CORS preflight names no key, so it is
+    answered for an origin some key allows; the request itself is checked against its key)."""
+    return (
+        ApiKey.objects.filter(revoked_at__isnull=True, allowed_origins__contains=[origin])
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+        .exists()
+    )
+
+
 def api_key_create(
     *,
     workspace: Workspace,
@@ -112,10 +157,12 @@ def api_key_create(
     scopes: Collection[str] = API_KEY_DEFAULT_SCOPES,
     expires_at: datetime | None = None,
     rate_limit_per_minute: int | None = None,
+    allowed_origins: Collection[str] = (),
 ) -> tuple[ApiKey, str]:
     """Create a key for `workspace`; return it and its secret, which nothing can show again."""
     name = _check_name(name)
     clean_scopes = _check_scopes(scopes)
+    origins = origins_normalised(allowed_origins)
     _check_expiry(expires_at)
     _check_rate_limit(rate_limit_per_minute)
     attempt = 1
@@ -130,6 +177,7 @@ def api_key_create(
                     hashed=api_key_hash(secret),
                     scopes=clean_scopes,
                     rate_limit_per_minute=rate_limit_per_minute,
+                    allowed_origins=origins,
                     created_by=created_by,
                     expires_at=expires_at,
                 )

@@ -256,6 +256,9 @@ class ApiKey(BaseModel):
     scopes = models.JSONField(default=list)
     # None: settings.API_KEY_DEFAULT_RATE_LIMIT.
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    # Browser origins (`https://app.example.com`) allowed to call the API with this key (CORS);
+    # none by default: a key is a server-side secret unless its owner says otherwise.
+    allowed_origins = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

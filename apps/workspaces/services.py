@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import structlog
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -21,14 +21,14 @@ from apps.common.errors import ApplicationError, NotFoundError, PermissionDenied
 from .models import Domain, Invitation, Membership, PlanCode, Role, User, Workspace, hash_token
 from .ports import provisioners
 from .selectors import workspace_by_slug
-from .validators import schema_name_for, validate_slug
+from .validators import schema_name_for, system_slugs, validate_slug
 
 log = structlog.get_logger(__name__)
 
 
-def _check_slug(slug: str) -> None:
+def _check_slug(slug: str, *, system: bool = False) -> None:
     try:
-        validate_slug(slug)
+        validate_slug(slug, system=system)
     except ValidationError as exc:
         raise ApplicationError(exc.messages[0], field="slug") from exc
     if Workspace.objects.filter(slug=slug).exists() or schema_exists(schema_name_for(slug)):
@@ -44,15 +44,18 @@ def _check_name(name: str) -> str:
     return name
 
 
-def workspace_create(*, name: str, slug: str, owner: User, plan: str = PlanCode.FREE) -> Workspace:
+def workspace_create(
+    *, name: str, slug: str, owner: User, plan: str = PlanCode.FREE, system: bool = False
+) -> Workspace:
     """Create a workspace, its schema, its domain, the owner's membership and what the layers
     above provision for it (billing: the plan's credit for this month) — all or nothing.
+    `system` lets the platform take one of the reserved system slugs (system_workspace_*).
 
     PostgreSQL DDL is transactional, so a failure at any step leaves no schema, row or membership.
     """
     name = _check_name(name)
     slug = slug.strip()
-    _check_slug(slug)
+    _check_slug(slug, system=system)
     if plan not in PlanCode.values:
         raise ApplicationError(f"Unknown plan “{plan}”.", field="plan")
     try:
@@ -84,25 +87,57 @@ def workspace_create(*, name: str, slug: str, owner: User, plan: str = PlanCode.
 SYSTEM_OWNER_EMAIL = "system@system.invalid"
 
 
+class NotASystemWorkspaceError(ImproperlyConfigured):
+    """A system slug is held by a workspace the platform did not create (an older deployment
+    let sign-ups take it): nothing of the platform's may run there."""
+
+
+def _system_owner() -> User:
+    """The account that owns system workspaces; it has no usable password, so nobody logs in
+    as it, and one that does have a password is not it."""
+    owner = User.objects.filter(email=SYSTEM_OWNER_EMAIL).first()
+    if owner is None:
+        return User.objects.create_user(SYSTEM_OWNER_EMAIL, None)
+    if owner.has_usable_password():
+        raise NotASystemWorkspaceError(
+            f"{SYSTEM_OWNER_EMAIL} is a person's account, not the system's."
+        )
+    return owner
+
+
+def _systems(workspace: Workspace) -> Workspace:
+    owner = workspace.created_by
+    if owner is None or owner.email != SYSTEM_OWNER_EMAIL or owner.has_usable_password():
+        raise NotASystemWorkspaceError(
+            f"The workspace “{workspace.slug}” is not the platform's own: rename it (or set "
+            "PLATFORM_WORKSPACE / EVALS_WORKSPACE to a free slug) before running system calls."
+        )
+    return workspace
+
+
 def system_workspace_get_or_create(*, slug: str, name: str) -> Workspace:
     """The platform's own workspace `slug` (evals, admin replays), created on first use:
-    enterprise plan, owned by SYSTEM_OWNER_EMAIL. Calls made there are billed to the platform."""
+    enterprise plan, owned by SYSTEM_OWNER_EMAIL. Calls made there are billed to the platform.
+    `slug` must be a reserved system slug, and a workspace found under it must be the system's
+    (NotASystemWorkspaceError otherwise: never run platform calls in a customer's workspace)."""
+    if slug not in system_slugs():
+        raise ImproperlyConfigured(f"“{slug}” is not a system workspace slug (validators.py).")
     found = workspace_by_slug(slug=slug)
     if found is not None:
-        return found
-    owner = User.objects.filter(email=SYSTEM_OWNER_EMAIL).first() or User.objects.create_user(
-        SYSTEM_OWNER_EMAIL, None
-    )
+        return _systems(found)
+    owner = _system_owner()
     try:
         # Created on the enterprise plan, so it starts with that plan's monthly credit.
-        workspace = workspace_create(name=name, slug=slug, owner=owner, plan=PlanCode.ENTERPRISE)
+        workspace = workspace_create(
+            name=name, slug=slug, owner=owner, plan=PlanCode.ENTERPRISE, system=True
+        )
     except ApplicationError:
         # Another process may have created it meanwhile (the slug's unique constraint decided);
         # otherwise the slug itself is invalid, which the caller's settings must fix.
         raced = workspace_by_slug(slug=slug)
         if raced is None:
             raise
-        return raced
+        return _systems(raced)
     return workspace
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 SLUG_MIN, SLUG_MAX = 3, 40
@@ -53,8 +54,21 @@ RESERVED_SLUGS = frozenset(
 )
 
 
-def validate_slug(value: str) -> None:
-    """Raise ValidationError with a precise message when `value` cannot be a workspace slug."""
+# The platform's own workspaces (admin replays, evals, retrieval evals), created on first use:
+# their default names and the names their settings give now. Reserved, so that no sign-up on a
+# fresh deployment takes one before the platform does (and then sees its replays).
+SYSTEM_SLUGS = frozenset({"platform", "evals", "rag-evals"})
+SYSTEM_SLUG_SETTINGS = ("PLATFORM_WORKSPACE", "EVALS_WORKSPACE")
+
+
+def system_slugs() -> frozenset[str]:
+    """Every slug a system workspace has or may have."""
+    return SYSTEM_SLUGS | {str(getattr(settings, name)) for name in SYSTEM_SLUG_SETTINGS}
+
+
+def validate_slug(value: str, *, system: bool = False) -> None:
+    """Raise ValidationError with a precise message when `value` cannot be a workspace slug.
+    `system`: the platform creates one of its own workspaces, whose slugs only it may take."""
     if not SLUG_MIN <= len(value) <= SLUG_MAX:
         raise ValidationError(
             f"Use {SLUG_MIN} to {SLUG_MAX} characters (this one has {len(value)}).", code="length"
@@ -65,7 +79,9 @@ def validate_slug(value: str) -> None:
             "or digit.",
             code="invalid",
         )
-    if value in RESERVED_SLUGS or value.startswith("pg-"):
+    if system and value in system_slugs():
+        return
+    if value in RESERVED_SLUGS or value in system_slugs() or value.startswith("pg-"):
         raise ValidationError(f"“{value}” is reserved; choose another name.", code="reserved")
 
 

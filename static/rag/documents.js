@@ -1,5 +1,6 @@
 // The Documents pages: document status, live. The workspace socket (/ws/workspace/) carries
-// {"type": "document", "id", "status", "error"?, "chunk_count"?, "title"?} after every change.
+// {"type": "document", "id", "status", "error"?, "chunk_count"?, "title"?} after every change,
+// and {"type": "embedding_index", …} while the workspace switches embedding models.
 // A row on the page is updated at once (status badge, reason), then the page's live part (the
 // table, or the document's summary) is read again from the server, which adds rows that other
 // members added, removes deleted ones and shows chunk counts. Without a socket the page says
@@ -48,6 +49,7 @@ function live(root) {
         return;
       }
       if (data && data.type === "document") changed(data);
+      if (data && data.type === "embedding_index") switching(data);
     });
     socket.addEventListener("close", (event) => {
       root.dataset.live = "off";
@@ -71,6 +73,25 @@ function live(root) {
     }
     if (documentId !== null && event.status === "ready") showStale();
     scheduleRefresh();
+  }
+
+  // {"type": "embedding_index", status, model, target, done, total, error}: the model switch.
+  function switching(event) {
+    const box = root.querySelector("[data-embedding-index]");
+    if (!box) return;
+    box.hidden = !event.model;
+    box.querySelector('[data-field="model"]').textContent = event.model;
+    const panel = box.querySelector('[data-field="switch"]');
+    panel.hidden = event.status === "idle";
+    const n = (x) => Number(x || 0).toLocaleString("en-US");
+    box.querySelector('[data-field="switch-text"]').textContent =
+      event.status === "failed"
+        ? `The switch to ${event.target} stopped: ${event.error}`
+        : `Switching to ${event.target}: ${n(event.done)} of ${n(event.total)} chunks embedded. ` +
+          `Search keeps using ${event.model} until every chunk is done.`;
+    const bar = box.querySelector('[data-field="progress"]');
+    bar.max = Math.max(1, event.total || 0);
+    bar.value = Math.min(event.done || 0, bar.max);
   }
 
   function update(holder, event) {

@@ -143,11 +143,17 @@ def test_tool_calls_come_back_in_openais_shape_both_ways(
         {"city": "Oslo"},
     )
     assert reply.choices[0].finish_reason == "tool_calls"
+    # streamed as providers do: the call named first, its arguments in several pieces
     deltas = [tc for c in streamed if c.choices for tc in c.choices[0].delta.tool_calls or []]
-    functions = [(d.index, d.function) for d in deltas if d.function is not None]
-    assert [(i, f.name, json.loads(f.arguments or "")) for i, f in functions] == [
-        (0, "get_weather", {"city": "Oslo"})
-    ]
+    assert (deltas[0].id, deltas[0].function and deltas[0].function.name) == (
+        "call_1",
+        "get_weather",
+    )
+    assert {d.index for d in deltas} == {0}
+    assert all(d.id is None for d in deltas[1:])
+    pieces = [d.function.arguments for d in deltas if d.function and d.function.arguments]
+    assert len(pieces) > 1
+    assert json.loads("".join(pieces)) == {"city": "Oslo"}
     assert [r.body["tools"][0]["function"]["name"] for r in upstream.requests[-2:]] == [
         "get_weather",
         "get_weather",
@@ -274,7 +280,7 @@ def test_an_unknown_alias_is_404(make_key: MakeKey, client_for: Client) -> None:
     assert "fast" in str(failed.value)  # the message lists the aliases
 
 
-def test_an_exhausted_budget_is_402_naming_the_scope(
+def test_an_exhausted_budget_is_insufficient_quota_naming_the_scope_and_not_retried(
     make_key: MakeKey,
     client_for: Client,
     workspace_limits: Callable[..., None],
@@ -284,12 +290,20 @@ def test_an_exhausted_budget_is_402_naming_the_scope(
     workspace_limits("acme", daily_token_limit=5)
     calls_before = len(upstream.requests)
 
-    with pytest.raises(openai.APIStatusError) as failed:
-        client_for(key).chat.completions.create(model="fast", messages=ask())
+    retrying = openai.OpenAI(
+        api_key=key.secret, base_url=client_for(key).base_url, max_retries=3, timeout=30
+    )
+    started = time.monotonic()
+    with pytest.raises(openai.RateLimitError) as failed:  # the SDK's typed error
+        retrying.chat.completions.create(model="fast", messages=ask())
+    retrying.close()
 
-    assert failed.value.status_code == 402
-    assert failed.value.code == "workspace_day_tokens_exceeded"
+    assert failed.value.status_code == 429
+    assert failed.value.code == "insufficient_quota"
+    assert failed.value.type == "insufficient_quota"
     assert "workspace_day_tokens" in str(failed.value)
+    assert failed.value.response.headers["x-aisaas-quota-scope"] == "workspace_day_tokens"
+    assert time.monotonic() - started < 2  # x-should-retry: false, so no backoff and retry
     assert len(upstream.requests) == calls_before  # no model call was made
 
 
@@ -337,7 +351,8 @@ def test_a_key_spends_only_its_own_workspaces_budget(
         client_for(globex).chat.completions.create(model="fast", messages=ask())
 
     assert reply.http_response.status_code == 200
-    assert failed.value.status_code == 402
+    assert failed.value.status_code == 429
+    assert failed.value.code == "insufficient_quota"
     [log] = call_logs(reply.headers["x-request-id"])
     assert log.workspace_id == acme.workspace.pk
 

@@ -9,6 +9,7 @@ import io
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,10 +22,12 @@ from django.core.management import call_command
 from apps.billing.models import Outcome, OutcomeStatus
 from apps.billing.outcomes import outcome_dispute
 from apps.billing.selectors import outcome_list
+from apps.traces.models import LlmCallLog
 from apps.workspaces.api_keys import API_KEY_DEFAULT_SCOPES, API_KEY_SCOPES
 from apps.workspaces.forms import ApiKeyForm
 from apps.workspaces.models import Membership, Workspace
 from tests.asgi_server import AsgiServer, run_committed
+from tests.factories import LlmCallLogFactory
 
 from .conftest import Key, MakeKey
 
@@ -101,6 +104,30 @@ def test_recording_an_outcome_answers_201_with_the_outcome(
         OutcomeStatus.PENDING,
         trace,
     )
+
+
+@pytest.fixture
+def globex_call() -> Iterator[uuid.UUID]:
+    """A committed call of globex's: its trace id."""
+    row = run_committed(
+        lambda: LlmCallLogFactory.create(workspace=Workspace.objects.get(slug="globex"))
+    )
+    yield row.trace_id
+    run_committed(lambda: LlmCallLog.objects.filter(pk=row.pk).delete())
+
+
+def test_another_workspaces_trace_id_is_400_and_nothing_is_written(
+    http: httpx.Client, acme_key: Key, globex_key: Key, globex_call: uuid.UUID
+) -> None:
+    before = stored(acme_key.workspace)
+
+    response = record(http, acme_key, trace_id=str(globex_call))
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "trace_id"
+    assert stored(acme_key.workspace) == before
+    # Its own workspace's key records against it.
+    assert record(http, globex_key, trace_id=str(globex_call)).status_code == 201
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
+from django.core.exceptions import SynchronousOnlyOperation
+from django.db import connection, transaction
 
 from aisaas.devstack.stripe_fake import StripeFakeServer
 from apps.billing.debit_queue import DEAD_LETTER_KEY, PROCESSING_KEY, QUEUE_KEY
@@ -105,7 +106,16 @@ def make_workspace(db: None, rds: redis.Redis) -> Iterator[MakeWorkspace]:
 
 @pytest.fixture
 def make_committed_workspace(db: None, rds: redis.Redis) -> Iterator[MakeWorkspace]:
-    """A new workspace committed at once (other threads and processes see it), dropped after."""
+    """A new workspace committed at once (other threads and processes see it), dropped after.
+
+    A page the test renders in its own transaction takes locks in the workspace's schema (a
+    context processor's read) that last until that transaction ends — after this teardown —
+    and DROP SCHEMA would wait for them forever. So the test's work runs above a savepoint,
+    rolled back (releasing those locks) before the drop; it would be rolled back anyway."""
+    try:
+        savepoint: str | None = transaction.savepoint()
+    except SynchronousOnlyOperation:  # a browser test: its pages render in daphne, not here
+        savepoint = None
     made: list[Workspace] = []
 
     def make(*, plan: str = "free") -> Workspace:
@@ -114,6 +124,8 @@ def make_committed_workspace(db: None, rds: redis.Redis) -> Iterator[MakeWorkspa
         return workspace
 
     yield make
+    if savepoint is not None:
+        transaction.savepoint_rollback(savepoint)
     _purge(rds, [w.schema_name for w in made])
     run_committed(lambda: Workspace.objects.filter(pk__in=[w.pk for w in made]).delete())
 

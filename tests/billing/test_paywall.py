@@ -155,7 +155,7 @@ def test_the_chat_socket_says_out_of_credits() -> None:
     assert "/billing/" in OUT_OF_CREDITS
 
 
-def test_the_api_answers_402_at_zero_without_calling_the_model(
+def test_the_api_answers_insufficient_quota_at_zero_without_calling_the_model(
     make_committed_workspace: MakeWorkspace,
     make_key: MakeKey,
     http: httpx.Client,
@@ -172,8 +172,11 @@ def test_the_api_answers_402_at_zero_without_calling_the_model(
         json={"model": "smart", "messages": [{"role": "user", "content": "hello"}]},
     )
 
-    assert response.status_code == 402
+    # OpenAI's quota answer (README, "Quota errors: 429, not 402"), never retried by SDKs
+    assert response.status_code == 429
+    assert response.headers["x-should-retry"] == "false"
+    assert response.headers["x-aisaas-quota-scope"] == "credit_balance"
     error = response.json()["error"]
-    assert error["code"] == "credit_balance_exceeded"
+    assert (error["type"], error["code"]) == ("insufficient_quota", "insufficient_quota")
     assert "Out of credits" in error["message"]
     assert len(upstream.requests) == before

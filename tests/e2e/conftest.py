@@ -19,7 +19,7 @@ from collections.abc import Generator, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from playwright.sync_api import Browser, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from tests.asgi_server import AsgiServer, daphne
 
@@ -103,3 +103,19 @@ def browser(playwright: Playwright, browser_type_launch_args: dict[str, Any]) ->
 @pytest.fixture
 def browser_context_args() -> dict[str, Any]:
     return {"viewport": {"width": 1280, "height": 800}}
+
+
+@pytest.fixture
+def page(page: Page) -> Iterator[Page]:
+    """pytest-playwright's page, failing the test when the browser refused anything under the
+    Content-Security-Policy (an inline script, a handler attribute, a foreign source): every
+    browser test checks that the pages it visits work with the CSP on."""
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    yield page
+    assert not refused, f"the Content-Security-Policy refused: {refused}"

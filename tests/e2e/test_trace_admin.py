@@ -113,6 +113,7 @@ def test_support_finds_the_owners_chat_replays_it_with_another_alias_and_sees_th
 
 
 def _log_in_admin(page: Page) -> None:
+    # /admin/login/ sends staff to the product's login, with its failed-login lockout.
     page.get_by_label("Email").fill(SUPPORT)
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Sign In").click()

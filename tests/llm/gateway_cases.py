@@ -50,6 +50,16 @@ class ManualClock:
 
 LONG = "word " * 200
 INVALID_TOOL_SCHEMA = {"type": "nope"}
+
+
+def nested_schema(levels: int) -> dict[str, Any]:
+    """An object schema `levels` objects deep (each level two JSON levels)."""
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return schema
+
+
 BAD_INPUT = [
     pytest.param(
         {"alias": "summarize"},
@@ -109,6 +119,27 @@ BAD_INPUT = [
         "tools",
         "tools[lookup].parameters is not a valid JSON Schema",
         id="invalid-tool-schema",
+    ),
+    pytest.param(
+        {"response_format": ResponseFormat(type="json_schema", json_schema=nested_schema(100))},
+        InvalidRequestError,
+        "response_format",
+        "response_format nests more than 64 levels deep",
+        id="deep-json-schema",
+    ),
+    pytest.param(
+        {"response_format": ResponseFormat(type="json_schema", json_schema=nested_schema(100_000))},
+        InvalidRequestError,
+        "response_format",
+        "response_format nests more than 64 levels deep",
+        id="very-deep-json-schema",
+    ),
+    pytest.param(
+        {"tools": (Tool("lookup", "Look something up", nested_schema(100)),)},
+        InvalidRequestError,
+        "tools",
+        "tools[lookup] nests more than 64 levels deep",
+        id="deep-tool-schema",
     ),
     pytest.param(
         {"max_tokens": 0}, InvalidRequestError, "max_tokens", "between 1 and 100", id="max-tokens-0"

@@ -1,17 +1,21 @@
 """The BM25 leg: postings written with the chunks in the workspace's schema, corpus statistics
-kept by the database, scores equal to a hand computation, postings gone with their chunks."""
+kept by the database, scores equal to a hand computation, postings gone with their chunks; the
+bounded scan answers exactly as the exact one."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from importlib import import_module
 
 import pytest
 import redis
+from django.db import connection
 from django_tenants.utils import schema_context
 
+from apps.rag import lexical
 from apps.rag.lexical import bm25_search, query_terms
-from apps.rag.models import Chunk, Document, LexicalStats, Term
+from apps.rag.models import Chunk, Document, LexicalStats, Term, TermDF
 from apps.rag.services import document_add, document_delete, document_index
 from apps.workspaces.models import User, Workspace
 from tests.gateway_support import gateway_settings
@@ -130,3 +134,96 @@ def test_postings_and_statistics_follow_reindex_and_delete(acme: Workspace, owne
         assert (stats.chunks, stats.tokens) == (1, 3)
         assert [s.chunk_id for s in bm25_search("ocelot", limit=5)] == [kept.chunks.get().pk]
         assert not Chunk.objects.filter(document_id=document.pk).exists()
+
+
+def _df_from_postings() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for term in Term.objects.values_list("term", flat=True):
+        counts[term] = counts.get(term, 0) + 1
+    return counts
+
+
+def test_document_frequencies_follow_index_reindex_and_delete(acme: Workspace, owner: User) -> None:
+    with schema_context(acme.schema_name):
+        index(acme, owner, "Cats chase mice.", "a.txt")
+        b = index(acme, owner, "Dogs chase cats, and cats purr.", "b.txt")
+        assert {t.term: t.df for t in TermDF.objects.filter(df__gt=0)} == _df_from_postings()
+        assert TermDF.objects.get(term="cat").df == 2
+
+        document_delete(document=b)
+
+        assert {t.term: t.df for t in TermDF.objects.filter(df__gt=0)} == _df_from_postings()
+        assert TermDF.objects.get(term="dog").df == 0  # kept at 0, never read
+
+
+ANIMALS = [
+    "cat cat dog",
+    "cat dog bird",
+    "cat fish",
+    "dog dog dog fish",
+    "cat bird bird",
+    "dog fish fish fish bird",
+    "cat",
+    "cat cat cat cat dog dog bird fish",
+    "bird dog",
+    "fish fish cat",
+    "dog cat bird fish owl",
+    "owl cat",
+    "cat dog owl owl",
+    "fish",
+    "bird bird bird cat dog",
+    "cat dog fish bird owl mouse",
+    "mouse cat",
+    "dog mouse mouse",
+]
+
+
+@pytest.mark.parametrize("cap", [1, 2, 3, 5, 100])
+def test_the_bounded_scan_is_exact_when_certified_and_scores_what_it_returns_exactly(
+    acme: Workspace, owner: User, cap: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a corpus whose terms have more postings than the scan reads per term
+    monkeypatch.setattr(lexical, "CAP", cap)
+    monkeypatch.setattr(lexical, "RESCORE_MIN", 2)
+    with schema_context(acme.schema_name):
+        for i, text in enumerate(ANIMALS):
+            index(acme, owner, text, f"{i}.txt")
+        certified = 0
+        for query in ("cat dog", "cat fish owl", "bird bird mouse", "dog owl", "fish"):
+            everything = {s.chunk_id: s.score for s in bm25_search(query, limit=50, exact=True)}
+            for limit in (1, 3, 5):
+                # when both scans answer
+                exact = bm25_search(query, limit=limit, exact=True)
+                params = {
+                    "terms": query_terms(query),
+                    "k1": lexical.K1,
+                    "b": lexical.B,
+                    "limit": limit,
+                    "collections": None,
+                    "documents": None,
+                }
+                bounded = lexical.bounded_search(params, filtered=False)
+                # then every chunk it returns carries its exact BM25 score, best first
+                assert [s.score for s in bounded.hits] == pytest.approx(
+                    [everything[s.chunk_id] for s in bounded.hits]
+                )
+                assert bm25_search(query, limit=limit) == bounded.hits
+                # and a certified answer is the exact ranking
+                if bounded.certain:
+                    certified += 1
+                    assert [s.chunk_id for s in bounded.hits] == [s.chunk_id for s in exact]
+        # the certificate holds once enough is read, always when nothing is cut
+        assert certified == {1: 0, 2: 0, 3: 1, 5: 6, 100: 15}[cap]
+
+
+def test_the_impact_index_orders_by_the_expression_searches_use(acme: Workspace) -> None:
+    migration = import_module("apps.rag.migrations.0005_lexical_impact")
+    assert lexical.IMPACT_SQL.replace("t.", "") == migration.IMPACT
+    with schema_context(acme.schema_name), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s"
+            " AND indexname = 'rag_term_impact'",
+            [acme.schema_name],
+        )
+        (definition,) = cursor.fetchone()
+    assert "INCLUDE (chunk_id, tf, dl)" in definition

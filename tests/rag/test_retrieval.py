@@ -166,8 +166,14 @@ def test_only_ready_documents_are_searched(acme: Workspace, owner: User, status:
     with schema_context(acme.schema_name):
         docs = corpus(acme, owner)
         Document.objects.filter(pk=docs["xk"].pk).update(status=status)
+        collection = [docs["xk"].collection_id]
         for mode in ("lexical", "dense", "hybrid"):
             found = search_chunks(workspace=acme, query="error XK-4471", mode=mode)
+            assert docs["xk"].pk not in {h.document_id for h in found}, mode
+            # nor when a filter names its collection (another SQL path of each leg)
+            found = search_chunks(
+                workspace=acme, query="error XK-4471", mode=mode, collection_ids=collection
+            )
             assert docs["xk"].pk not in {h.document_id for h in found}, mode
 
 

@@ -230,7 +230,16 @@ def test_touch_without_now_uses_the_clock(acme):
 def test_cli_create_json_prints_one_object_whose_key_authenticates(acme):
     payload = json.loads(apikey("create", "--workspace", "acme", "--name", "ci", "--json"))
 
-    assert set(payload) == {"key", "prefix", "id", "workspace", "scopes", "expires_at"}
+    assert set(payload) == {
+        "key",
+        "prefix",
+        "id",
+        "workspace",
+        "scopes",
+        "expires_at",
+        "allowed_origins",
+    }
+    assert payload["allowed_origins"] == []  # no browser origin unless chosen
     assert payload["workspace"] == "acme"
     assert payload["scopes"] == ["chat", "embeddings"]
     assert payload["expires_at"] is None

@@ -161,9 +161,20 @@ async def test_the_public_host_has_no_workspace_socket(member_cookie):
         "http://evil.example.com",
         "http://globex.localhost",
         "http://acme.localhost.evil.example",
+        "https://acme.localhost",
+        "ws://acme.localhost",
+        "null",
         None,
     ],
-    ids=["third-party", "other-workspace", "lookalike", "missing"],
+    ids=[
+        "third-party",
+        "other-workspace",
+        "lookalike",
+        "other-scheme",
+        "ws-scheme",
+        "null",
+        "missing",
+    ],
 )
 async def test_a_socket_opened_from_another_origin_is_refused(member_cookie, origin):
     socket = _socket("acme.localhost", cookie=member_cookie, origin=origin)
@@ -176,3 +187,33 @@ async def test_an_unknown_workspace_host_is_refused(member_cookie):
     outcome = await _connect_and_hang_up(_socket("nope.localhost", cookie=member_cookie))
 
     assert outcome == (False, 4403)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/ws/workspace/", "/ws/chat/"])
+async def test_a_frame_nested_100000_deep_gets_an_error_event_and_the_socket_stays_open(
+    member_cookie, path
+):
+    headers = [
+        (b"host", b"acme.localhost"),
+        (b"origin", b"http://acme.localhost"),
+        (b"cookie", member_cookie.encode()),
+    ]
+    socket = WebsocketCommunicator(application, path, headers=headers)
+    connected, code = await socket.connect()
+    assert connected, code
+    try:
+        if path == PATH:
+            await socket.receive_json_from()  # hello
+        await socket.send_to(
+            text_data='{"type": "ping", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+        )
+
+        error = await socket.receive_json_from()
+        assert error["type"] == "error"
+        assert "levels deep" in error["message"]
+        # Still open: the next frame is answered.
+        await socket.send_to(text_data="not json")
+        assert (await socket.receive_json_from())["type"] == "error"
+    finally:
+        await socket.disconnect()

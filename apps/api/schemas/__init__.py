@@ -3,6 +3,7 @@ OpenAPI document (`openapi.py` publishes their JSON Schemas, schemathesis checks
 the response models). `openai`: the OpenAI-compatible endpoints; `outcomes`: `/v1/outcomes`;
 `documents`: `/v1/documents`. Callers use `schemas.X`."""
 
+from .completions import CompletionRequest, TextChoice, TextCompletion
 from .documents import (
     Document,
     DocumentDeleted,
@@ -33,6 +34,7 @@ from .openai import (
     Error,
     ErrorDetail,
     FunctionCall,
+    FunctionCallDelta,
     FunctionCallOut,
     FunctionSpec,
     Gateway,
@@ -40,6 +42,7 @@ from .openai import (
     Lenient,
     ModelInfo,
     ModelList,
+    NamedFunction,
     NamedToolChoice,
     ResponseFormatSpec,
     StreamOptions,
@@ -64,6 +67,7 @@ __all__ = [
     "Choice",
     "ChunkChoice",
     "ChunkToolCall",
+    "CompletionRequest",
     "CompletionUsage",
     "Delta",
     "Document",
@@ -81,6 +85,7 @@ __all__ = [
     "Error",
     "ErrorDetail",
     "FunctionCall",
+    "FunctionCallDelta",
     "FunctionCallOut",
     "FunctionSpec",
     "Gateway",
@@ -88,6 +93,7 @@ __all__ = [
     "Lenient",
     "ModelInfo",
     "ModelList",
+    "NamedFunction",
     "NamedToolChoice",
     "Outcome",
     "OutcomeCreate",
@@ -98,6 +104,8 @@ __all__ = [
     "SearchResults",
     "StreamOptions",
     "Strict",
+    "TextChoice",
+    "TextCompletion",
     "ToolCallOut",
     "ToolCallSpec",
     "ToolSpec",

@@ -47,13 +47,15 @@ class ToolCallSpec(BaseModel):
 
 class ChatMessage(BaseModel):
     # Clients echo assistant messages back with fields such as `refusal` or `annotations`:
-    # ignored, as OpenAI does.
+    # ignored, as OpenAI does. `function` messages and `function_call` are the legacy
+    # function-calling shapes (mapped onto tool calls, see wire.chat_request).
     model_config = Lenient
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
     tool_calls: list[ToolCallSpec] | None = None
     tool_call_id: str | None = None
+    function_call: FunctionCall | None = None
 
 
 class JsonSchemaSpec(BaseModel):
@@ -86,8 +88,14 @@ class NamedToolChoice(BaseModel):
     function: Function
 
 
+class NamedFunction(BaseModel):
+    model_config = Strict
+    name: str
+
+
 class ChatCompletionRequest(BaseModel):
-    """POST /v1/chat/completions. `model` is an alias (`fast`, `smart`, `reasoning`, …)."""
+    """POST /v1/chat/completions. `model` is an alias (`fast`, `smart`, `reasoning`, …), a
+    workspace's synonym for one, or `agent:<slug>`."""
 
     model_config = Strict
     model: Annotated[str, Field(min_length=1, max_length=100, examples=["fast", "smart"])]
@@ -119,6 +127,15 @@ class ChatCompletionRequest(BaseModel):
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     logit_bias: dict[str, int] | None = None
     reasoning_effort: str | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    safety_identifier: str | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    # Legacy function calling: mapped onto `tools` / `tool_choice`.
+    functions: Annotated[list[FunctionSpec], Field(min_length=1)] | None = None
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
 
 
 class EmbeddingRequest(BaseModel):
@@ -165,17 +182,23 @@ class ToolCallOut(BaseModel):
     function: FunctionCallOut
 
 
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
     content: str | None
     refusal: None = None
     tool_calls: list[ToolCallOut] | None = None
+    function_call: FunctionCallOut | None = Field(
+        default=None, description="Only when the request used the legacy `functions`."
+    )
 
 
 class Choice(BaseModel):
     index: int
     message: AssistantMessage
-    finish_reason: Literal["stop", "length", "tool_calls", "content_filter"]
+    finish_reason: FinishReason
     logprobs: None = None
 
 
@@ -238,23 +261,32 @@ class Error(BaseModel):
     error: ErrorDetail
 
 
+class FunctionCallDelta(BaseModel):
+    name: str | None = None
+    arguments: str
+
+
 class ChunkToolCall(BaseModel):
+    """A streamed tool call: the first piece names it (`id`, `type`, `function.name`), the
+    next ones carry more of `function.arguments` under the same `index`."""
+
     index: int
-    id: str
-    type: Literal["function"]
-    function: FunctionCallOut
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta
 
 
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
     tool_calls: list[ChunkToolCall] | None = None
+    function_call: FunctionCallDelta | None = None
 
 
 class ChunkChoice(BaseModel):
     index: int
     delta: Delta
-    finish_reason: Literal["stop", "length", "tool_calls", "content_filter"] | None
+    finish_reason: FinishReason | None
     logprobs: None = None
 
 

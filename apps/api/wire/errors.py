@@ -14,6 +14,7 @@ from apps.llm.services import (
     InvalidRequestError,
     ProviderError,
     ProviderUnavailableError,
+    ServiceUnavailableError,
     UnknownAliasError,
 )
 
@@ -69,10 +70,18 @@ def gateway_error(exc: GatewayError) -> ApiError:
                 code=f"{denial.scope}_exceeded",
                 headers={"retry-after": str(retry_after(denial.resets_at))},
             )
+        # OpenAI's answer for an exhausted quota: 429 `insufficient_quota`, which every SDK
+        # maps to its typed rate-limit error; `x-should-retry: false` stops the openai SDKs
+        # (and those built on them) from retrying what waiting a few seconds cannot fix.
+        # README, "Quota errors: 429, not 402", says why not 402.
         return ApiError(
-            402, exc.message, type_="insufficient_quota", code=f"{denial.scope}_exceeded"
+            429,
+            exc.message,
+            type_="insufficient_quota",
+            code="insufficient_quota",
+            headers={"x-should-retry": "false", "x-aisaas-quota-scope": denial.scope},
         )
-    if isinstance(exc, ProviderUnavailableError):
+    if isinstance(exc, ProviderUnavailableError | ServiceUnavailableError):
         return ApiError(503, exc.message, type_="api_error", code=exc.code)
     if isinstance(exc, ProviderError):
         return ApiError(502, exc.message, type_="api_error", code=exc.code)

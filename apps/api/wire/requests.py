@@ -4,11 +4,28 @@ silently not do."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from apps.llm.services import ChatRequest, Message, ResponseFormat, Tool, ToolCall
+from apps.llm.services import (
+    ChatRequest,
+    Message,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    decode_tokens,
+)
 
-from ..schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest
+from ..schemas import (
+    ChatCompletionRequest,
+    ChatMessage,
+    EmbeddingRequest,
+    NamedFunction,
+    NamedToolChoice,
+    ToolSpec,
+)
 from .errors import ApiError
+
+_ROLES = {"developer": "system", "function": "tool"}
 
 
 def _refuse(param: str, message: str) -> ApiError:
@@ -51,34 +68,86 @@ def _text(message: ChatMessage, index: int) -> str:
     return "".join(parts)
 
 
+def arguments_object(text: str | None, param: str) -> dict[str, Any]:
+    """Function-call arguments (a JSON object encoded as a string) as a dict; 400 otherwise."""
+    try:
+        arguments = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise ApiError(
+            400,
+            f"'{param}' must be a JSON object encoded as a string.",
+            code="invalid_value",
+            param=param,
+        )
+    return arguments
+
+
 def _tool_calls(message: ChatMessage, index: int) -> tuple[ToolCall, ...]:
     calls = []
     for j, call in enumerate(message.tool_calls or ()):
-        try:
-            arguments = json.loads(call.function.arguments or "{}")
-        except json.JSONDecodeError:
-            arguments = None
-        if not isinstance(arguments, dict):
-            param = f"messages[{index}].tool_calls[{j}].function.arguments"
-            raise ApiError(
-                400,
-                f"'{param}' must be a JSON object encoded as a string.",
-                code="invalid_value",
-                param=param,
-            )
+        param = f"messages[{index}].tool_calls[{j}].function.arguments"
+        arguments = arguments_object(call.function.arguments, param)
         calls.append(ToolCall(id=call.id, name=call.function.name, arguments=arguments))
+    if message.function_call is not None:  # legacy: one call, identified by its position
+        legacy = message.function_call
+        param = f"messages[{index}].function_call.arguments"
+        arguments = arguments_object(legacy.arguments, param)
+        calls.append(ToolCall(id=_legacy_call_id(index), name=legacy.name, arguments=arguments))
     return tuple(calls)
+
+
+def _legacy_call_id(index: int) -> str:
+    return f"call_legacy_{index}"
+
+
+def _legacy_result_id(messages: list[ChatMessage], index: int) -> str | None:
+    """A `function` message answers the latest assistant `function_call` before it."""
+    for i in range(index - 1, -1, -1):
+        if messages[i].function_call is not None:
+            return _legacy_call_id(i)
+    return None
+
+
+def _functions_as_tools(body: ChatCompletionRequest) -> None:
+    """Legacy `functions` / `function_call` become `tools` / `tool_choice` (in place)."""
+    if body.functions is None and body.function_call is None:
+        return
+    if body.tools is not None or body.tool_choice is not None:
+        raise ApiError(
+            400,
+            "Send either tools/tool_choice or the legacy functions/function_call, not both.",
+            code="invalid_value",
+            param="functions",
+        )
+    body.tools = [ToolSpec(type="function", function=f) for f in body.functions or ()]
+    choice = body.function_call
+    if isinstance(choice, NamedFunction):
+        body.tool_choice = NamedToolChoice(
+            type="function", function=NamedToolChoice.Function(name=choice.name)
+        )
+    else:
+        body.tool_choice = choice
+
+
+def uses_legacy_functions(body: ChatCompletionRequest) -> bool:
+    """Whether the answer must use the legacy `function_call` shape."""
+    return body.functions is not None
 
 
 def chat_request(body: ChatCompletionRequest, *, request_id: str) -> ChatRequest:
     """The gateway request for an OpenAI body (checked further by the gateway itself)."""
     unsupported(body)
+    _functions_as_tools(body)
     messages = tuple(
         Message(
-            role="system" if m.role == "developer" else m.role,
+            role=_ROLES.get(m.role, m.role),  # type: ignore[arg-type]
             content=_text(m, i),
             tool_calls=_tool_calls(m, i),
-            tool_call_id=m.tool_call_id,
+            tool_call_id=(
+                _legacy_result_id(body.messages, i) if m.role == "function" else m.tool_call_id
+            ),
             name=m.name,
         )
         for i, m in enumerate(body.messages)
@@ -134,15 +203,63 @@ def chat_request(body: ChatCompletionRequest, *, request_id: str) -> ChatRequest
 
 
 def embed_inputs(body: EmbeddingRequest) -> tuple[str, ...]:
-    if body.dimensions is not None:
-        raise _refuse(
-            "dimensions", "dimensions is not supported: each embedding alias has a fixed size."
-        )
+    """The texts to embed: strings as they are, token arrays (LangChain's OpenAIEmbeddings
+    sends cl100k_base ids by default) decoded with the bundled tokenizer."""
     value = body.input
     if isinstance(value, str):
         return (value,)
-    if value and not all(isinstance(item, str) for item in value):
-        raise _refuse("input", "Token arrays are not supported: send the input as text.")
     if not value:
         raise ApiError(400, "input must not be empty.", code="invalid_value", param="input")
-    return tuple(str(item) for item in value)
+    if all(isinstance(item, int) for item in value):
+        return (decoded_tokens(value, "input"),)  # type: ignore[arg-type]
+    texts = []
+    for i, item in enumerate(value):
+        if isinstance(item, list):
+            if not item:
+                raise ApiError(
+                    400, f"input[{i}] must not be empty.", code="invalid_value", param="input"
+                )
+            texts.append(decoded_tokens(item, f"input[{i}]"))
+        else:
+            texts.append(str(item))
+    return tuple(texts)
+
+
+def decoded_tokens(ids: list[int], param: str) -> str:
+    """Token ids (cl100k_base) as text; 400 naming `param` for an id outside it."""
+    try:
+        return decode_tokens(ids)
+    except ValueError:
+        raise ApiError(
+            400,
+            f"'{param}' holds a token id outside the cl100k_base vocabulary (the only one "
+            "token arrays are read with); send the input as text.",
+            code="invalid_value",
+            param=param,
+        ) from None
+
+
+# Embedding models whose vectors may be shortened (Matryoshka training): their full size.
+SHORTENABLE = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072}
+
+
+def embed_dimensions(body: EmbeddingRequest, model: str) -> int | None:
+    """`dimensions` checked against the model that will answer: only models trained to be
+    shortened honour it (OpenAI's text-embedding-3 family); others are refused, naming it."""
+    if body.dimensions is None:
+        return None
+    size = SHORTENABLE.get(model)
+    if size is None:
+        raise _refuse(
+            "dimensions",
+            f"dimensions is not supported by the model this alias uses ({model}): its vectors "
+            "have a fixed size. Leave dimensions out.",
+        )
+    if not 1 <= body.dimensions <= size:
+        raise ApiError(
+            400,
+            f"dimensions must be between 1 and {size} for {model}.",
+            code="invalid_value",
+            param="dimensions",
+        )
+    return body.dimensions

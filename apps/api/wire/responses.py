@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
 
-from apps.llm.services import ChatResponse, EmbedResponse, ToolCall, Usage
+from apps.llm.services import ChatResponse, EmbedResponse, ToolCall, Usage, token_pieces
 
 _FINISH = {"cancelled": "stop", "truncated": "length", "error": "stop"}
+_LEGACY_FINISH = {**_FINISH, "tool_calls": "function_call"}
+
+
+def finish_reason(reason: str, *, legacy: bool = False) -> str:
+    """OpenAI's finish_reason for the gateway's (`function_call` for legacy functions)."""
+    return (_LEGACY_FINISH if legacy else _FINISH).get(reason, reason)
+
+
+def argument_pieces(call: ToolCall) -> list[str]:
+    """A call's arguments as JSON text, split at token boundaries the way providers stream
+    them (the gateway hands over whole calls; clients expect `arguments` in pieces)."""
+    return token_pieces(json.dumps(call.arguments)) or ["{}"]
 
 
 def usage(u: Usage) -> dict[str, Any]:
@@ -47,9 +60,12 @@ def extension(reply: ChatResponse) -> dict[str, Any]:
     }
 
 
-def completion(reply: ChatResponse, *, created: int) -> dict[str, Any]:
+def completion(reply: ChatResponse, *, created: int, legacy: bool = False) -> dict[str, Any]:
+    """`legacy`: the request used `functions`, so the answer uses `function_call`."""
     message: dict[str, Any] = {"role": "assistant", "content": reply.text or None, "refusal": None}
-    if reply.tool_calls:
+    if reply.tool_calls and legacy:
+        message["function_call"] = tool_call(reply.tool_calls[0])["function"]
+    elif reply.tool_calls:
         message["tool_calls"] = [tool_call(c) for c in reply.tool_calls]
     return {
         "id": f"chatcmpl-{reply.request_id}",
@@ -60,7 +76,7 @@ def completion(reply: ChatResponse, *, created: int) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": message,
-                "finish_reason": _FINISH.get(reply.finish_reason, reply.finish_reason),
+                "finish_reason": finish_reason(reply.finish_reason, legacy=legacy),
                 "logprobs": None,
             }
         ],
@@ -77,6 +93,7 @@ class Chunks:
     request_id: str
     alias: str
     created: int
+    legacy: bool = False  # the request used `functions`: calls go out as `function_call`
     tool_calls: int = 0
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -94,10 +111,24 @@ class Chunks:
     def token(self, text: str) -> dict[str, Any]:
         return self._chunk({"content": text})
 
-    def tool_use(self, call: ToolCall) -> dict[str, Any]:
-        chunk = self._chunk({"tool_calls": [tool_call(call, self.tool_calls)]})
+    def tool_use(self, call: ToolCall) -> list[dict[str, Any]]:
+        """A call as providers stream it: a first chunk with its id and name and empty
+        arguments, then the arguments in pieces under the same index."""
+        index = self.tool_calls
         self.tool_calls += 1
-        return chunk
+        pieces = argument_pieces(call)
+        first: dict[str, Any]
+        rest: list[dict[str, Any]]
+        if self.legacy:
+            first = {"function_call": {"name": call.name, "arguments": ""}}
+            rest = [{"function_call": {"arguments": p}} for p in pieces]
+        else:
+            head = {"index": index, "id": call.id, "type": "function"}
+            first = {"tool_calls": [{**head, "function": {"name": call.name, "arguments": ""}}]}
+            rest = [
+                {"tool_calls": [{"index": index, "function": {"arguments": p}}]} for p in pieces
+            ]
+        return [self._chunk(first), *(self._chunk(delta) for delta in rest)]
 
     def step(self, event: dict[str, Any]) -> dict[str, Any]:
         """An agent's tool step (ours, already executed): an empty delta, the step under
@@ -107,7 +138,7 @@ class Chunks:
         return chunk
 
     def finish(self, reason: str) -> dict[str, Any]:
-        return self._chunk({}, _FINISH.get(reason, reason))
+        return self._chunk({}, finish_reason(reason, legacy=self.legacy))
 
     def usage(self, reply: ChatResponse | None, u: Usage) -> dict[str, Any]:
         chunk = self._chunk({})
@@ -118,8 +149,21 @@ class Chunks:
         return chunk
 
 
-def embeddings(reply: EmbedResponse, *, alias: str, encoding: str) -> dict[str, Any]:
+def shortened(vector: tuple[float, ...], dimensions: int | None) -> tuple[float, ...]:
+    """The first `dimensions` values, renormalised to unit length: what OpenAI documents the
+    `dimensions` parameter to be for its text-embedding-3 models."""
+    if dimensions is None or dimensions >= len(vector):
+        return vector
+    head = vector[:dimensions]
+    norm = math.sqrt(sum(x * x for x in head)) or 1.0
+    return tuple(x / norm for x in head)
+
+
+def embeddings(
+    reply: EmbedResponse, *, alias: str, encoding: str, dimensions: int | None = None
+) -> dict[str, Any]:
     def encode(vector: tuple[float, ...]) -> list[float] | str:
+        vector = shortened(vector, dimensions)
         if encoding == "base64":
             return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         return list(vector)

@@ -10,20 +10,28 @@ from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 
+from apps.common.jsonlimits import JsonTooDeepError, json_depth_check
+
 from ..schemas import (
     ChatCompletionRequest,
+    CompletionRequest,
     DocumentListQuery,
     DocumentSearch,
     EmbeddingRequest,
     OutcomeCreate,
     OutcomeListQuery,
 )
+from ..schemas.responses import ResponseCreate
 from .errors import ApiError
 
 
 def parse_json(raw: bytes, *, exact_numbers: bool = False) -> dict[str, Any]:
     """The body as a JSON object; `exact_numbers` reads numbers with a fraction or an exponent
     as Decimal, not float (money: 0.1 stays 0.1)."""
+    try:
+        json_depth_check(raw)
+    except JsonTooDeepError as exc:
+        raise ApiError(400, f"The request body: {exc}", code="invalid_json") from None
     try:
         data = json.loads(raw, parse_float=Decimal if exact_numbers else None)
     # ValueError also covers an integer of more than 4,300 digits; RecursionError, nesting
@@ -88,6 +96,20 @@ _TYPES = {
 def chat_body(data: dict[str, Any]) -> ChatCompletionRequest:
     try:
         return ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def completion_body(data: dict[str, Any]) -> CompletionRequest:
+    try:
+        return CompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def response_body(data: dict[str, Any]) -> ResponseCreate:
+    try:
+        return ResponseCreate.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc) from None
 

@@ -15,6 +15,38 @@ from .types import ChatRequest, EmbedRequest
 
 MAX_TOKENS_CEILING = 65_536
 MAX_EMBED_INPUTS = 2048
+# JSON Schema checking, the call record (dataclasses.asdict copies values) and trace storage
+# recurse per level: a response_format schema 100 levels deep overflowed the stack (a 500).
+# Real schemas nest a few levels; OpenAI's structured outputs allow ten.
+MAX_JSON_DEPTH = 64
+
+
+def json_depth(value: Any, *, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deeply `value` nests dicts, lists and tuples (a scalar: 0), walked without recursion;
+    the walk stops once past `limit` (so a cycle ends too) and answers limit + 1."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list | tuple):
+            children = list(item)
+        else:
+            continue
+        if depth > limit:
+            return limit + 1
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _shallow(value: Any, field: str) -> None:
+    depth = json_depth(value)
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidRequestError(
+            f"{field} nests more than {MAX_JSON_DEPTH} levels deep.", field=field.split("[")[0]
+        )
 
 
 def check_chat_request(request: ChatRequest, limits: Limits) -> int:
@@ -53,6 +85,7 @@ def check_chat_request(request: ChatRequest, limits: Limits) -> int:
                 "response_format.json_schema must be a JSON Schema object.",
                 field="response_format",
             )
+        _shallow(fmt.json_schema, "response_format")
         try:
             jsonschema.Draft202012Validator.check_schema(fmt.json_schema)
         except jsonschema.SchemaError as exc:
@@ -60,7 +93,9 @@ def check_chat_request(request: ChatRequest, limits: Limits) -> int:
                 f"response_format.json_schema is not a valid JSON Schema: {exc.message}",
                 field="response_format",
             ) from exc
+    _shallow(dict(request.metadata), "metadata")
     for tool in request.tools:
+        _shallow(tool.parameters, f"tools[{tool.name}]")
         try:
             jsonschema.Draft202012Validator.check_schema(tool.parameters)
         except jsonschema.SchemaError as exc:

@@ -118,3 +118,15 @@ class StructuredOutputError(GatewayError):
 
     code = "structured_output_invalid"
     status = 502
+
+
+class ServiceUnavailableError(GatewayError):
+    """A service the gateway needs before calling a provider (Redis: budgets, cache) did not
+    answer in time. Nothing was sent to a provider; trying again later is safe."""
+
+    code = "service_unavailable"
+    status = 503
+
+    def __init__(self, part: str):
+        super().__init__(f"The gateway's {part} did not answer in time; try again shortly.")
+        self.part = part

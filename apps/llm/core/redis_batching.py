@@ -203,7 +203,13 @@ class BatchingRedis(aioredis.Redis):
             commands.append(("SELECT", settings["db"]))
         futures = [self._send(wire, command) for command in commands]
         try:
-            await asyncio.gather(*futures)
+            # A Redis that accepts and never answers must not hang the handshake either.
+            await asyncio.wait_for(asyncio.gather(*futures), settings.get("socket_timeout"))
+        except TimeoutError:
+            wire.fail(RedisTimeoutError("Timeout reading from Redis"))
+            raise RedisTimeoutError(
+                "Redis did not answer the connection's AUTH or SELECT"
+            ) from None
         except Exception:  # AuthenticationError, a SELECT out of range: the wire is no use
             wire.fail(RedisConnectionError("Redis refused the connection's AUTH or SELECT"))
             raise

@@ -153,6 +153,18 @@ def count_tokens(text: str) -> int:
     return count
 
 
+def decode_tokens(ids: Sequence[int]) -> str:
+    """The text of cl100k_base token ids (what OpenAI clients send as token-array input).
+    Raises ValueError for an id outside the vocabulary; bytes that are not UTF-8 become U+FFFD,
+    as tiktoken's `decode` does."""
+    enc = encoder()
+    try:
+        data = enc.decode_bytes(list(ids))
+    except (KeyError, ValueError, OverflowError) as exc:
+        raise ValueError(f"not a {ENCODING} token id: {exc}") from None
+    return data.decode("utf-8", errors="replace")
+
+
 def token_pieces(text: str, limit: int | None = None) -> list[str]:
     """`text` split at token boundaries, as a model would stream it, at most `limit` tokens.
 

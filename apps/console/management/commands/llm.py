@@ -2,6 +2,7 @@
 
 python manage.py llm chat --workspace acme --alias smart [--stream] [--json] "text"
 python manage.py llm budget --workspace acme [--json]
+python manage.py llm synonym --workspace acme [NAME [ALIAS]] [--delete]
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.common.errors import ApplicationError
 from apps.llm.services import (
     Actor,
     ChatRequest,
@@ -24,6 +26,9 @@ from apps.llm.services import (
     llm_budget_usage,
     llm_chat,
     llm_stream,
+    model_synonym_delete,
+    model_synonym_set,
+    model_synonyms,
     run_sync,
 )
 from apps.traces.services import call_records_flush
@@ -77,6 +82,15 @@ class Command(BaseCommand):
         )
         budget.add_argument("--workspace", required=True)
         budget.add_argument("--json", action="store_true", dest="as_json")
+        synonym = sub.add_parser(
+            "synonym",
+            help="List the workspace's model synonyms; NAME ALIAS sets one (e.g. gpt-4o-mini "
+            "fast: API clients that only accept OpenAI's names), NAME --delete removes it.",
+        )
+        synonym.add_argument("--workspace", required=True)
+        synonym.add_argument("name", nargs="?")
+        synonym.add_argument("alias", nargs="?")
+        synonym.add_argument("--delete", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
         workspace = workspace_by_slug(slug=options["workspace"])
@@ -84,6 +98,9 @@ class Command(BaseCommand):
             raise CommandError(f"No workspace “{options['workspace']}”.")
         if options["action"] == "budget":
             self._budget(workspace, as_json=options["as_json"])
+            return
+        if options["action"] == "synonym":
+            self._synonym(workspace, options)
             return
         messages = [Message("system", options["system"])] if options["system"] else []
         request = ChatRequest(
@@ -114,6 +131,20 @@ class Command(BaseCommand):
                 f"${response.cost_micros / 1e6:.6f}{', cached' if response.cached else ''}, "
                 f"trace {response.trace_id}"
             )
+
+    def _synonym(self, workspace: Workspace, options: dict[str, Any]) -> None:
+        name, alias = options["name"], options["alias"]
+        try:
+            if name and options["delete"]:
+                model_synonym_delete(workspace=workspace, name=name)
+            elif name and alias:
+                model_synonym_set(workspace=workspace, name=name, alias=alias)
+            elif name:
+                raise CommandError("Give NAME and ALIAS to set a synonym, or NAME --delete.")
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
+        for synonym, target in sorted(model_synonyms(workspace=workspace).items()):
+            self.stdout.write(f"{synonym} → {target}")
 
     def _stream(self, workspace: Workspace, request: ChatRequest, *, quiet: bool) -> ChatResponse:
         scope = call_scope_for(workspace=workspace, actor=CLI_ACTOR, feature="cli.chat")

@@ -1,33 +1,30 @@
 """After the call, however it ended: meter its cost, then settle the budget reservation,
-store the answer in the exact cache, debit credits and record the call."""
+store the answer in the exact cache, debit credits and record the call. The settle, the debit
+and the record are durable (durable.py); the cache is only a cache, so a failed store is let go."""
 
 from __future__ import annotations
 
-from ..budget import BudgetStore
+import logging
+
+from redis.exceptions import RedisError
+
 from ..cache import ExactCache
 from ..call import Call, measure
-from ..context import CallSink, DebitPort, credit_charge
+from ..context import credit_charge
 from ..errors import CREDIT_BALANCE
 from ..pricing import NominalRate, cost_micros
+from .durable import DurableWrites
 from .record import call_record
+
+log = logging.getLogger(__name__)
 
 
 class Settlement:
     """The after-call stages, over the ports a finished call writes to."""
 
-    def __init__(
-        self,
-        *,
-        budget: BudgetStore,
-        cache: ExactCache,
-        debit: DebitPort,
-        sink: CallSink,
-        nominal: NominalRate,
-    ):
-        self.budget = budget
+    def __init__(self, *, cache: ExactCache, durable: DurableWrites, nominal: NominalRate):
         self.cache = cache
-        self.debit = debit
-        self.sink = sink
+        self.durable = durable
         self.nominal = nominal
 
     async def meter_cost(self, call: Call) -> None:
@@ -52,7 +49,7 @@ class Settlement:
             actual[CREDIT_BALANCE] = credit_charge(
                 call_record(call), byok_fee=credit.byok_fee_micros
             )
-        await self.budget.settle(call.reservation, actual)
+        await self.durable.settle(call.reservation, actual, call_record(call))
 
     async def store_exact_cache(self, call: Call) -> None:
         # The key names the primary model: a fallback's answer stored under it would be
@@ -64,11 +61,14 @@ class Settlement:
             and not call.fallback_used
             and call.response is not None
         ):
-            await self.cache.set(call.key, call.response)
+            try:
+                await self.cache.set(call.key, call.response)
+            except RedisError as exc:
+                log.warning("exact_cache.store_failed call_id=%s error=%r", call.call_id, exc)
 
     async def debit_credits(self, call: Call) -> None:
         # Every call goes to the port: it alone knows what (if anything) the ledger charges.
-        await self.debit.debit(call_record(call))
+        await self.durable.debit_credits(call_record(call))
 
     async def record_call(self, call: Call) -> None:
-        await self.sink.record(call_record(call))
+        await self.durable.record_call(call_record(call))

@@ -38,7 +38,8 @@ from .before import (
     validate_embed,
     worst_charge,
 )
-from .stages import Stage, Together
+from .durable import DurableWrites, FallbackOutbox, NoFallback
+from .stages import Stage, Together, run_before
 from .streaming import stream_events
 from .structured import structured_output
 
@@ -58,6 +59,7 @@ class Gateway:
         cache: ExactCache,
         sink: CallSink,
         debit: DebitPort | None = None,
+        outbox: FallbackOutbox | None = None,
         breaker: CircuitBreaker | None = None,
         settings: GatewaySettings | None = None,
     ):
@@ -75,9 +77,11 @@ class Gateway:
             nominal=nominal,
         )
         self.attempts = Attempts(self.breaker, retry_after_cap=self.settings.retry_after_cap)
-        settlement = Settlement(
-            budget=budget, cache=cache, debit=self.debit, sink=sink, nominal=nominal
+        # The after-call writes, durable: retried, else kept in `outbox` and replayed later.
+        self.durable = DurableWrites(
+            budget=budget, debit=self.debit, sink=sink, outbox=outbox or NoFallback()
         )
+        settlement = Settlement(cache=cache, durable=self.durable, nominal=nominal)
         # The pipeline, in order. Read these lists to know what a call does.
         self.before_call: tuple[Stage, ...] = (
             validate,
@@ -116,8 +120,7 @@ class Gateway:
             clock=clock or ProviderClock(),
         )
         async with self._settling(call):
-            for stage in self.before_call:
-                await stage(call)
+            await run_before(self.before_call, call)
             if call.response is None:
                 call.response = await self.attempts.complete(call, call.request)
                 call.usage = call.response.usage
@@ -161,8 +164,7 @@ class Gateway:
         )
         vectors: tuple[tuple[float, ...], ...] = ()
         async with self._settling(call):
-            for stage in self.before_embed:
-                await stage(call)
+            await run_before(self.before_embed, call)
             result = await self.attempts.embed(call, request)
             vectors, call.usage = result.vectors, result.usage
             call.response = ProviderResponse(text="", usage=result.usage, model=result.model)

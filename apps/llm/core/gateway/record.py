@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
+from typing import Any
 
 from ..call import Call
+from ..checks import MAX_JSON_DEPTH, json_depth
 from ..context import CallRecord
 from ..pricing import PRICE_DATA_VERSION
 
@@ -15,6 +17,14 @@ def call_record(call: Call) -> CallRecord:
     if call.record is None:
         call.record = _build_record(call)
     return call.record
+
+
+def _kept(value: Any, nested: Any = None) -> Any:
+    """`value` as the trace stores it, or a note when it (its `nested` part) is too deep to
+    copy: such a call was refused (checks.py), and its record must still be written."""
+    if json_depth(value if nested is None else nested) > MAX_JSON_DEPTH:
+        return {"omitted": f"nested more than {MAX_JSON_DEPTH} levels deep"}
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
 
 
 def _build_record(call: Call) -> CallRecord:
@@ -60,8 +70,12 @@ def _build_record(call: Call) -> CallRecord:
         attempts=tuple(call.attempts),
         trace={
             "messages": [asdict(m) for m in request.messages],
-            "tools": [asdict(t) for t in request.tools],
-            "response_format": asdict(request.response_format) if request.response_format else None,
+            "tools": [_kept(t, t.parameters) for t in request.tools],
+            "response_format": (
+                _kept(request.response_format, request.response_format.json_schema)
+                if request.response_format
+                else None
+            ),
             "params": {
                 "max_tokens": call.max_tokens,
                 "temperature": request.temperature,
@@ -71,6 +85,6 @@ def _build_record(call: Call) -> CallRecord:
             "tool_calls": [asdict(c) for c in call.response.tool_calls] if call.response else [],
             "thinking": call.response.thinking if call.response else "",
             "safety_signals": call.signals,
-            "metadata": dict(request.metadata),
+            "metadata": _kept(dict(request.metadata)),
         },
     )

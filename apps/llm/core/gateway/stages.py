@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+
+from redis.exceptions import RedisError
 
 from ..call import Call
+from ..errors import ServiceUnavailableError
 
 Stage = Callable[[Call], Awaitable[None]]
+# What the before-call stages use Redis for: named in the 503 a stalled or lost Redis gives.
+REDIS_PART = "Redis (budgets and cache)"
+
+
+async def run_before(stages: Sequence[Stage], call: Call) -> None:
+    """Run the before-call stages in order. Redis failing or timing out there is a 503 naming
+    it (ServiceUnavailableError), not an unexpected error: no provider was called."""
+    try:
+        for stage in stages:
+            await stage(call)
+    except RedisError as exc:
+        raise ServiceUnavailableError(REDIS_PART) from exc
 
 
 class Together:

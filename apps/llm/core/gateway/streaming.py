@@ -22,7 +22,7 @@ from ..types import (
     ToolUseEvent,
 )
 from .attempts import Attempts
-from .stages import Stage
+from .stages import Stage, run_before
 
 
 async def stream_events(
@@ -46,8 +46,7 @@ async def stream_events(
     events: AsyncGenerator[ProviderEvent, None] | None = None
     state = StreamState()
     try:
-        for stage in before_call:
-            await stage(call)
+        await run_before(before_call, call)
         if call.response is not None:  # cache hit: replay the stored answer
             call.status = "ok"
             if call.response.text:

@@ -4,8 +4,14 @@ python manage.py rag eval --workspace acme --qrels FILE [--k 10] [--mode hybrid|
     [--min-ndcg X] [--min-recall X] [--json]
 python manage.py rag eval --load evals/rag/demo --qrels evals/rag/demo/qrels.jsonl [...]
 
+python manage.py rag reembed --workspace acme [--model provider:model]
+
 The question file is JSONL (apps/rag/evaluation/qrels.py; README, "Retrieval evals"). Exits
 non-zero when a given threshold is missed by any mode evaluated.
+
+`reembed` switches the workspace's documents to another embedding model on Celery (default:
+what the `embed` alias answers with now; apps/rag/reembed.py). Run again, it resumes a
+switch; naming the model the documents already use stops one.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from apps.rag.evaluation.service import (
     rag_eval_workspace,
     retrieval_eval,
 )
+from apps.rag.reembed import reembed_start
 from apps.rag.retrieval import MODES, Mode
 from apps.workspaces.selectors import workspace_by_slug
 
@@ -38,7 +45,10 @@ def _share(text: str) -> float:
 
 
 class Command(BaseCommand):
-    help = "RAG tools: `eval` scores retrieval on a question file."
+    help = (
+        "RAG tools: `eval` scores retrieval on a question file; `reembed` switches a "
+        "workspace's documents to another embedding model in the background."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -62,8 +72,20 @@ class Command(BaseCommand):
         run.add_argument("--min-ndcg", type=_share, default=None, help="fail below this nDCG@10")
         run.add_argument("--min-recall", type=_share, default=None, help="fail below this recall@k")
         run.add_argument("--json", action="store_true", dest="as_json")
+        switch = sub.add_parser(
+            "reembed", help="Re-embed a workspace's documents with another model, on Celery."
+        )
+        switch.add_argument("--workspace", required=True, help="the workspace's slug")
+        switch.add_argument(
+            "--model",
+            default=None,
+            help="provider:model to switch to (default: what the `embed` alias answers with now)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "reembed":
+            self._reembed(options["workspace"], options["model"])
+            return
         slug = options["workspace"]
         if slug is None and options["load"] is None:
             raise CommandError("Name the workspace to search (--workspace) or a folder to --load.")
@@ -93,6 +115,23 @@ class Command(BaseCommand):
         misses = report.misses(min_ndcg=options["min_ndcg"], min_recall=options["min_recall"])
         if misses:
             raise CommandError("Retrieval eval below its threshold: " + "; ".join(misses) + ".")
+
+    def _reembed(self, slug: str, model: str | None) -> None:
+        workspace = workspace_by_slug(slug=slug)
+        if workspace is None:
+            raise CommandError(f"No workspace “{slug}”.")
+        try:
+            index = reembed_start(workspace=workspace, model=model)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
+        if index.status == index.Status.SWITCHING:
+            self.stdout.write(
+                f"Switching {slug}'s documents from {index.model} to {index.target_model} on "
+                f"Celery: {index.done:,} of {index.total:,} chunks done. Search uses "
+                f"{index.model} until every chunk is done; progress shows on the Documents page."
+            )
+        else:
+            self.stdout.write(f"Stopped the switch: {slug}'s documents stay on {index.model}.")
 
 
 def render(report: EvalReport) -> str:

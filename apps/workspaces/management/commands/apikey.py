@@ -74,6 +74,14 @@ class Command(BaseCommand):
         )
         create.add_argument("--expires-in-days", type=int, default=None)
         create.add_argument("--rate-limit", type=int, default=None, help="requests per minute")
+        create.add_argument(
+            "--allowed-origin",
+            action="append",
+            default=[],
+            dest="allowed_origins",
+            help="a browser origin allowed to call the API with this key (CORS), e.g. "
+            "https://app.example.com; repeat for more (default: none)",
+        )
         create.add_argument("--json", action="store_true", dest="as_json")
         listing = sub.add_parser("list", help="List the keys (never their secrets).")
         listing.add_argument("--workspace", required=True)
@@ -107,6 +115,7 @@ class Command(BaseCommand):
                 scopes=scopes,
                 expires_at=timezone.now() + timedelta(days=days) if days else None,
                 rate_limit_per_minute=options["rate_limit"],
+                allowed_origins=options["allowed_origins"],
             )
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
@@ -118,6 +127,7 @@ class Command(BaseCommand):
                 "workspace": workspace.slug,
                 "scopes": api_key.scopes,
                 "expires_at": _iso(api_key.expires_at),
+                "allowed_origins": api_key.allowed_origins,
             }
             self.stdout.write(json.dumps(payload, indent=2))
             return
