@@ -51,6 +51,7 @@ from .outcomes import create_outcome, get_outcome, list_outcomes
 from .request import ClientGone, Receive, Request, Scope, Send
 from .responses import create_response, delete_response, get_response
 from .routing import Router
+from .runs import cancel_run, create_run, get_run, run_events
 from .text_completions import text_completions
 
 log = structlog.get_logger(__name__)
@@ -76,6 +77,10 @@ class OpenAIApi:
                 ("POST", "/v1/outcomes"): create_outcome,
                 ("GET", "/v1/outcomes"): list_outcomes,
                 ("GET", "/v1/outcomes/{outcome_id}"): get_outcome,
+                ("POST", "/v1/agents/{slug}/runs"): create_run,
+                ("GET", "/v1/agents/{slug}/runs/{run_id}"): get_run,
+                ("POST", "/v1/agents/{slug}/runs/{run_id}/cancel"): cancel_run,
+                ("GET", "/v1/agents/{slug}/runs/{run_id}/events"): run_events,
                 ("POST", "/v1/documents"): create_document,
                 ("GET", "/v1/documents"): list_documents,
                 ("POST", "/v1/documents/search"): search_documents,
