@@ -121,16 +121,26 @@ def index_route() -> EmbedRoute | None:
     """The route that made the current schema's searched vectors, or None before any document
     was embedded (then the alias as it resolves answers)."""
     row = EmbeddingIndex.objects.filter(pk=1).values_list("provider", "model").first()
-    if row is None or not row[1]:
-        return None
+    if row is None or not row[1] or not _vectors_exist():
+        return None  # nothing embedded (yet, or any more): the alias answers
     return EmbedRoute(*row)
 
 
+def _vectors_exist() -> bool:
+    return Chunk.objects.exclude(embedding_model="").exists()
+
+
 def index_start(workspace: Workspace) -> None:
-    """Record the schema's route before its first vectors are written (no-op once it is)."""
-    if EmbeddingIndex.objects.filter(pk=1).exclude(model="").exists():
+    """Record the schema's route before its first vectors are written (no-op once it is,
+    unless every vector was deleted since: then the alias's route now is recorded)."""
+    recorded = EmbeddingIndex.objects.filter(pk=1).exclude(model="")
+    if recorded.exists() and _vectors_exist():
         return
     with transaction.atomic():
+        if not _vectors_exist():  # every vector is gone: the schema starts again on the alias
+            EmbeddingIndex.objects.filter(pk=1, status=EmbeddingIndex.Status.IDLE).update(
+                provider="", model=""
+            )
         index_for_update(workspace)
 
 

@@ -331,3 +331,20 @@ def test_the_step_task_runs_in_the_sending_workspace(
     assert outcome == "switched"
     with schema_context(acme.schema_name):
         assert _models() == {NEW}
+
+
+def test_a_schema_whose_vectors_are_all_gone_follows_the_alias_again(acme: Workspace) -> None:
+    """The pin holds the vectors' model; with no vector left (every document deleted) there is
+    nothing to stay compatible with, and the next document is embedded as the alias says."""
+    from apps.rag.embedder import index_route, index_start
+
+    with schema_context(acme.schema_name):
+        EmbeddingIndex.objects.update_or_create(
+            pk=1, defaults={"provider": "openai", "model": "text-embedding-3-large"}
+        )
+        assert not Chunk.objects.exclude(embedding_model="").exists()
+
+        assert index_route() is None  # queries: the alias
+        with gateway_settings():
+            index_start(acme)
+        assert EmbeddingIndex.objects.get(pk=1).model != "text-embedding-3-large"
