@@ -7,7 +7,9 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
+from django_tenants.utils import schema_context
 
+from apps.agents.models import Agent
 from apps.billing.ledger import usd_to_micros
 from apps.billing.outcomes import outcome_record
 from apps.billing.plans import all_workspaces_grant_monthly
@@ -20,6 +22,13 @@ STAFF = {"support": "support@aisaas.test", "finance": "finance@aisaas.test"}
 # One billable outcome for acme, pending in its dispute window: the billing page shows how an
 # outcome is listed and disputed (API clients record theirs the same way, by external id).
 DEMO_OUTCOME = {"kind": "Ticket resolved", "usd": "0.50", "external_id": "demo-ticket-1001"}
+DEMO_AGENT = {
+    "name": "Task helper",
+    "slug": "task-helper",
+    "description": "Lists, creates, updates and deletes the workspace's tasks.",
+    "tools": ["list_tasks", "create_task", "update_task", "delete_task"],
+    "max_steps": 20,
+}
 
 
 def _user(email: str, **extra: Any) -> User:
@@ -44,6 +53,13 @@ class Command(BaseCommand):
                 workspace=workspace, user=member, defaults={"role": Role.MEMBER}
             )
             if slug == "acme":
+                with schema_context(workspace.schema_name):
+                    # An agent that acts on the Tasks page (delete_task waits for approval by
+                    # default): chat with it, or run it in the background on Runs.
+                    Agent.objects.get_or_create(
+                        slug=DEMO_AGENT["slug"],
+                        defaults={**DEMO_AGENT, "created_by_id": owner.pk},
+                    )
                 outcome_record(
                     workspace=workspace,
                     kind=DEMO_OUTCOME["kind"],
