@@ -5,6 +5,7 @@ Ctrl-C stops the processes it started, the embedded services included.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -33,9 +34,29 @@ def _say(name: str, line: str) -> None:
 
 
 def _pump(name: str, proc: subprocess.Popen[str]) -> None:
+    """Copy a child's output to ours, line by line, for as long as it runs. It must never stop
+    reading: a child whose pipe fills up blocks on its next log line (a web process that then
+    answers nothing). So undecodable bytes are replaced (the pipe is read with
+    errors="replace") and a line that can't be written is dropped, not fatal."""
     assert proc.stdout is not None
     for line in proc.stdout:
-        _say(name, line)
+        with contextlib.suppress(Exception):  # e.g. our stdout went away: keep draining
+            _say(name, line)
+
+
+def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """A child whose output (stderr too) we read as UTF-8, undecodable bytes replaced."""
+    return subprocess.Popen(
+        argv,
+        cwd=BASE_DIR,
+        env=env,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _manage(*args: str) -> None:
@@ -104,15 +125,7 @@ def run(host: str = "127.0.0.1", port: int = 8000) -> int:
         _manage("seed_demo")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for spec in processes(host, port):
-            child = subprocess.Popen(
-                spec.argv,
-                cwd=BASE_DIR,
-                env=env,
-                text=True,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            child = _start(spec.argv, env)
             children.append(child)
             names[child.pid] = spec.name
             threading.Thread(target=_pump, args=(spec.name, child), daemon=True).start()
