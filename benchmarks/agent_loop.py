@@ -14,18 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from . import common
-from .chat_streams.rig import ROOT, private_services
-from .mcp_roundtrip import _env
+from .chat_streams.rig import migrated_services
 
 
 def say(line: str) -> None:
@@ -120,28 +114,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="aisaas-bench-loop-"))
-    try:
-        with private_services(workdir) as urls:
-            env = {**_env(common.free_port(), urls), "LLM_LOCAL_TOKENS_PER_SECOND": "0"}
-            say("migrate_schemas")
-            subprocess.run(
-                [sys.executable, "manage.py", "migrate_schemas", "--executor", "standard", "-v0"],
-                cwd=ROOT,
-                env=env,
-                check=True,
-                capture_output=True,
-            )
-            os.environ.update(env)
-            say("seed")
-            ctx = _seed()
-            say(f"{args.warmup} + {args.turns} turns")
-            timings = asyncio.run(_turns(ctx, args.turns, args.warmup))
-            from django.db import connections
-
-            connections.close_all()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with migrated_services("aisaas-bench-loop-", say=say, LLM_LOCAL_TOKENS_PER_SECOND="0"):
+        say("seed")
+        ctx = _seed()
+        say(f"{args.warmup} + {args.turns} turns")
+        timings = asyncio.run(_turns(ctx, args.turns, args.warmup))
 
     report = {
         "command": common.command("benchmarks.agent_loop"),

@@ -12,14 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import common
-from .chat_streams.rig import ROOT, private_services
+from .chat_streams.rig import ROOT, migrated_services
 
 SLUG = "acme"
 AGENT = "clock"
@@ -38,17 +33,6 @@ TOOL = "current_time"
 def say(line: str) -> None:
     sys.stderr.write(f"[mcp_roundtrip] {line}\n")
     sys.stderr.flush()
-
-
-def _env(port: int, urls: dict[str, str]) -> dict[str, str]:
-    return common.clean_env(
-        DJANGO_SETTINGS_MODULE="aisaas.settings.production",
-        SECRET_KEY=hashlib.sha256(os.urandom(32)).hexdigest(),
-        FIELD_ENCRYPTION_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        SITE_URL=f"http://localhost:{port}",
-        LOG_LEVEL="WARNING",
-        **urls,
-    )
 
 
 def _seed() -> tuple[str, Any]:
@@ -188,32 +172,15 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="aisaas-bench-mcp-"))
-    try:
-        with private_services(workdir) as urls:
-            port = common.free_port()
-            env = _env(port, urls)
-            say("migrate_schemas")
-            subprocess.run(
-                [sys.executable, "manage.py", "migrate_schemas", "--executor", "standard", "-v0"],
-                cwd=ROOT,
-                env=env,
-                check=True,
-                capture_output=True,
-            )
-            os.environ.update(env)
-            say("seed")
-            secret, ctx = _seed()
-            from django.db import connections
-
-            with _daphne(port, env, workdir / "daphne.log"):
-                say(f"MCP: {args.warmup} + {args.calls} calls on daphne :{port}")
-                mcp = asyncio.run(_mcp_timings(port, secret, args.calls, args.warmup))
-            say(f"in process: {args.warmup} + {args.calls} calls")
-            local = _in_process_timings(ctx, args.calls, args.warmup)
-            connections.close_all()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with migrated_services("aisaas-bench-mcp-", say=say) as rig:
+        say("seed")
+        secret, ctx = _seed()
+        port = rig.port
+        with _daphne(port, rig.env, rig.workdir / "daphne.log"):
+            say(f"MCP: {args.warmup} + {args.calls} calls on daphne :{port}")
+            mcp = asyncio.run(_mcp_timings(port, secret, args.calls, args.warmup))
+        say(f"in process: {args.warmup} + {args.calls} calls")
+        local = _in_process_timings(ctx, args.calls, args.warmup)
 
     report = {
         "command": common.command("benchmarks.mcp_roundtrip"),

@@ -13,18 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from . import common
-from .chat_streams.rig import ROOT, private_services
-from .mcp_roundtrip import _env
+from .chat_streams.rig import migrated_services
 
 
 def say(line: str) -> None:
@@ -95,32 +89,15 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="aisaas-bench-cancel-"))
-    try:
-        with private_services(workdir) as urls:
-            env = {**_env(common.free_port(), urls), "LLM_LOCAL_TOKENS_PER_SECOND": "30"}
-            say("migrate_schemas")
-            subprocess.run(
-                [sys.executable, "manage.py", "migrate_schemas", "--executor", "standard", "-v0"],
-                cwd=ROOT,
-                env=env,
-                check=True,
-                capture_output=True,
-            )
-            os.environ.update(env)
-            say("seed")
-            workspace, membership, agent = _seed()
-            latencies, extra_steps = [], []
-            for i in range(args.runs):
-                latency, steps = asyncio.run(_one(workspace, membership, agent))
-                latencies.append(latency * 1000)
-                extra_steps.append(steps)
-                say(f"run {i + 1}: {latency * 1000:.0f} ms, {steps} step(s) after the request")
-            from django.db import connections
-
-            connections.close_all()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with migrated_services("aisaas-bench-cancel-", say=say, LLM_LOCAL_TOKENS_PER_SECOND="30"):
+        say("seed")
+        workspace, membership, agent = _seed()
+        latencies, extra_steps = [], []
+        for i in range(args.runs):
+            latency, steps = asyncio.run(_one(workspace, membership, agent))
+            latencies.append(latency * 1000)
+            extra_steps.append(steps)
+            say(f"run {i + 1}: {latency * 1000:.0f} ms, {steps} step(s) after the request")
 
     report = {
         "command": common.command("benchmarks.runs_cancel"),

@@ -159,6 +159,57 @@ def private_services(workdir: Path) -> Iterator[dict[str, str]]:
         postgres.stop()
 
 
+@dataclass(frozen=True)
+class Migrated:
+    workdir: Path
+    port: int  # free, for a server the benchmark may start (SITE_URL names it)
+    env: dict[str, str]
+
+
+def production_env(port: int, urls: dict[str, str], **extra: str) -> dict[str, str]:
+    """Production settings on private services, with throwaway secrets; `extra` overrides."""
+    settings = {
+        "DJANGO_SETTINGS_MODULE": SETTINGS,
+        "SECRET_KEY": hashlib.sha256(os.urandom(32)).hexdigest(),
+        "FIELD_ENCRYPTION_KEYS": _fernet_key(),
+        "SITE_URL": f"http://localhost:{port}",
+        "LOG_LEVEL": "WARNING",
+        **urls,
+    }
+    return common.clean_env(**{**settings, **extra})
+
+
+@contextmanager
+def migrated_services(prefix: str, *, say: Any = None, **extra: str) -> Iterator[Migrated]:
+    """For a benchmark that uses Django in this process: private services, migrated, and this
+    process's environment pointed at them (production settings plus `extra`); the database
+    connections closed and everything removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        with private_services(workdir) as urls:
+            port = common.free_port()
+            env = production_env(port, urls, **extra)
+            if say is not None:
+                say("migrate_schemas")
+            subprocess.run(
+                [sys.executable, "manage.py", "migrate_schemas", "--executor", "standard", "-v0"],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            os.environ.update(env)
+            try:
+                yield Migrated(workdir, port, env)
+            finally:
+                if "django" in sys.modules and "django.db" in sys.modules:
+                    from django.db import connections
+
+                    connections.close_all()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 @contextmanager
 def chat_server(
     workdir: Path,
@@ -173,14 +224,12 @@ def chat_server(
     log_path = workdir / "daphne.log"
     port = common.free_port()
     with private_services(workdir) as urls:
-        env = common.clean_env(
+        env = production_env(
+            port,
+            urls,
             DJANGO_SETTINGS_MODULE=settings,
-            SECRET_KEY=hashlib.sha256(os.urandom(32)).hexdigest(),
-            FIELD_ENCRYPTION_KEYS=_fernet_key(),
-            SITE_URL=f"http://localhost:{port}",
             LOG_LEVEL=log_level,
             LLM_LOCAL_TOKENS_PER_SECOND=f"{tokens_per_second:g}",
-            **urls,
         )
         say("migrate_schemas and seed")
         manage = [sys.executable, "manage.py"]

@@ -3,6 +3,7 @@ the tasks) call these."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -172,8 +173,6 @@ def run_visible(*, membership: Membership) -> QuerySet[AgentRun]:
 
 
 def access_run(*, membership: Membership, public_id: Any) -> AgentRun:
-    import uuid
-
     try:
         key = uuid.UUID(str(public_id))
     except ValueError:
